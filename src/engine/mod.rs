@@ -1,0 +1,10 @@
+//! The alarm engine: rules and alarm state machines (`core`, pure) and the task that feeds it.
+
+pub mod core;
+pub mod rules;
+
+pub use self::core::{
+    Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, DeviceState,
+    Engine, TechnicalCondition,
+};
+pub use rules::{Clause, Comparison, Confirmation, PhaseSet, Priority, Rule};
