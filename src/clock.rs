@@ -71,7 +71,10 @@ mod tests {
         let clock = Clock::start(60.0);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = clock.now();
-        assert!((now.since_start().as_secs_f64() - 60.0).abs() < 0.01, "{now:?}");
+        assert!(
+            (now.since_start().as_secs_f64() - 60.0).abs() < 0.01,
+            "{now:?}"
+        );
         let utc = clock.utc_at(now);
         assert_eq!((utc - clock.utc_at(Mono::ZERO)).num_seconds(), 60);
         clock.sleep_until(Mono::from_secs_f64(120.0)).await;

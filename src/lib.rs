@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acquire;
 pub mod clock;
+pub mod config;
 pub mod engine;
 pub mod vitals;

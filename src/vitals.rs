@@ -224,7 +224,9 @@ impl<'de> Deserialize<'de> for Quality {
                 .iter()
                 .find(|(_, n)| *n == name)
                 .map(|(f, _)| *f)
-                .ok_or_else(|| serde::de::Error::custom(format!("unknown quality flag `{name}`")))?;
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown quality flag `{name}`"))
+                })?;
             quality |= flag;
         }
         Ok(quality)
@@ -328,7 +330,10 @@ impl Phase {
             (self, next),
             (Phase::Baseline, Phase::Infusion)
                 | (Phase::Infusion, Phase::Recovery)
-                | (Phase::Baseline | Phase::Infusion | Phase::Recovery, Phase::Ended)
+                | (
+                    Phase::Baseline | Phase::Infusion | Phase::Recovery,
+                    Phase::Ended
+                )
         )
     }
 }
@@ -405,7 +410,12 @@ impl Session {
     }
 
     /// Moves to `next`, or says why the move is impossible.
-    pub fn move_to(&mut self, next: Phase, now: Mono, now_utc: DateTime<Utc>) -> Result<(), String> {
+    pub fn move_to(
+        &mut self,
+        next: Phase,
+        now: Mono,
+        now_utc: DateTime<Utc>,
+    ) -> Result<(), String> {
         if !self.phase.can_move_to(next) {
             return Err(format!(
                 "cannot move the session from {} to {}: phases go baseline → infusion → recovery → ended",

@@ -128,7 +128,9 @@ pub struct Alarm {
 pub enum Change {
     Raised,
     /// The alarm's priority rose (a confirmed crossing).
-    Escalated { from: Priority },
+    Escalated {
+        from: Priority,
+    },
     Ended,
 }
 
@@ -312,7 +314,13 @@ impl Engine {
         device.last_heard = Some(now);
         device.latest[reading.vital as usize] = Some(reading.clone());
 
-        self.observe_quality(slot, reading.quality, reading.value.is_some(), now, &mut out);
+        self.observe_quality(
+            slot,
+            reading.quality,
+            reading.value.is_some(),
+            now,
+            &mut out,
+        );
         self.end_technical(slot, TechnicalCondition::DeviceSilent, now, &mut out);
 
         let Some(phase) = self.phase else {
@@ -370,7 +378,12 @@ impl Engine {
     }
 
     /// The drain loop reports the device ring's drop counter (a running total).
-    pub fn ring_dropped(&mut self, device: &DeviceId, total: u64, now: Mono) -> Vec<AlarmTransition> {
+    pub fn ring_dropped(
+        &mut self,
+        device: &DeviceId,
+        total: u64,
+        now: Mono,
+    ) -> Vec<AlarmTransition> {
         let mut out = Vec::new();
         let slot = self.device_slot(device, now);
         let dev = &mut self.devices[slot];
@@ -485,7 +498,10 @@ impl Engine {
             }
         }
         if good {
-            for condition in [TechnicalCondition::SensorOff, TechnicalCondition::PoorSignal] {
+            for condition in [
+                TechnicalCondition::SensorOff,
+                TechnicalCondition::PoorSignal,
+            ] {
                 self.end_technical(slot, condition, now, out);
             }
         }
@@ -513,19 +529,23 @@ impl Engine {
                 continue;
             }
             let device = dev.id.clone();
-            let id = self.raise(Alarm {
-                id: AlarmId(0),
-                kind: AlarmKind::Technical,
-                source: AlarmSource::Technical { condition },
-                priority,
-                device: device.clone(),
-                vital: None,
-                value: None,
-                limit: None,
-                message: format!("{device}: {}", condition.message()),
-                advice: None,
-                raised_at: now,
-            }, now, out);
+            let id = self.raise(
+                Alarm {
+                    id: AlarmId(0),
+                    kind: AlarmKind::Technical,
+                    source: AlarmSource::Technical { condition },
+                    priority,
+                    device: device.clone(),
+                    vital: None,
+                    value: None,
+                    limit: None,
+                    message: format!("{device}: {}", condition.message()),
+                    advice: None,
+                    raised_at: now,
+                },
+                now,
+                out,
+            );
             self.devices[slot].technical[condition.index()].alarm = Some(id);
         }
         if disconnected {
@@ -550,7 +570,13 @@ impl Engine {
     }
 
     /// Applies a rule's evaluated state: raise, escalate or end its alarm.
-    fn settle_rule(&mut self, slot: usize, rule_index: usize, now: Mono, out: &mut Vec<AlarmTransition>) {
+    fn settle_rule(
+        &mut self,
+        slot: usize,
+        rule_index: usize,
+        now: Mono,
+        out: &mut Vec<AlarmTransition>,
+    ) {
         let rule = &self.rules[rule_index];
         let device = self.devices[slot].id.clone();
         let state = &self.devices[slot].rules[rule_index];
@@ -596,7 +622,9 @@ impl Engine {
                 let message = describe(rule, clause, value, true);
                 let vital = clause.vital;
                 let limit = clause.limit;
-                let Some(alarm) = self.alarms.get_mut(&id) else { return };
+                let Some(alarm) = self.alarms.get_mut(&id) else {
+                    return;
+                };
                 if alarm.priority >= priority {
                     return;
                 }
@@ -656,7 +684,14 @@ impl Engine {
 }
 
 /// Updates a rule's state with one clinical value of `vital`; the caller settles the outcome.
-fn evaluate_rule(rule: &Rule, state: &mut RuleState, vital: Vital, value: f64, received: Mono, now: Mono) {
+fn evaluate_rule(
+    rule: &Rule,
+    state: &mut RuleState,
+    vital: Vital,
+    value: f64,
+    received: Mono,
+    now: Mono,
+) {
     if state.measurement_at != Some(received) {
         state.previous_measurement_at = state.measurement_at;
         state.previous_measurement_crossed = state.measurement_crossed;
@@ -691,7 +726,8 @@ fn evaluate_rule(rule: &Rule, state: &mut RuleState, vital: Vital, value: f64, r
     if let Some(confirmation) = &rule.confirmation
         && state.measurement_crossed
         && state.previous_measurement_crossed
-        && let (Some(current), Some(previous)) = (state.measurement_at, state.previous_measurement_at)
+        && let (Some(current), Some(previous)) =
+            (state.measurement_at, state.previous_measurement_at)
         && current.saturating_since(previous) <= confirmation.within
     {
         state.confirmed = true;

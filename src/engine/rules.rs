@@ -189,6 +189,9 @@ mod tests {
         assert!(set.contains(Phase::Infusion));
         assert!(!set.contains(Phase::Baseline));
         assert!(!PhaseSet::WHOLE_SESSION.contains(Phase::Ended));
-        assert_eq!(set.iter().collect::<Vec<_>>(), [Phase::Infusion, Phase::Recovery]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [Phase::Infusion, Phase::Recovery]
+        );
     }
 }

@@ -1,0 +1,44 @@
+//! Acquisition: the drivers that read devices and push their readings into per-device rings.
+//!
+//! Transports (serial, BLE, the simulator) own their connection and report link state; pure
+//! decoders turn bytes into readings; each driver owns the producer end of its device's ring.
+
+pub mod ring;
+pub mod scenario;
+pub mod sim;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{DeviceConfig, Driver};
+use ring::RingConsumer;
+
+/// Starts one driver task per configured device; returns the engine's ends of their rings.
+pub fn start_drivers(
+    devices: &[DeviceConfig],
+    clock: &Clock,
+    wake: &Arc<Notify>,
+) -> (Vec<RingConsumer>, Vec<JoinHandle<()>>) {
+    let mut consumers = Vec::new();
+    let mut tasks = Vec::new();
+    for device in devices {
+        let (producer, consumer) =
+            ring::ring(device.id.clone(), device.ring_capacity, wake.clone());
+        consumers.push(consumer);
+        match &device.driver {
+            Driver::Simulator { profile, scenario } => {
+                let simulated = sim::SimulatedDevice {
+                    id: device.id.clone(),
+                    role: profile.role,
+                    scenario: scenario.clone(),
+                    interval: device.interval,
+                };
+                tasks.push(tokio::spawn(simulated.run(producer, clock.clone())));
+            }
+        }
+    }
+    (consumers, tasks)
+}

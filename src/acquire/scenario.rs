@@ -1,0 +1,462 @@
+//! Scenario files: a scripted patient for the simulator, as a pure function of time.
+//!
+//! A scenario gives each vital a baseline value and noise, then a timeline of steps: ramp a
+//! vital to a value over a duration, dip it for some seconds, take a device's sensor off,
+//! disconnect a device, or flag its readings as artefact. Both simulated devices of one
+//! patient play the same scenario; each samples the vitals its role measures.
+//!
+//! Noise comes from a counter-based generator (SplitMix64) seeded by the scenario's seed, the
+//! device and the sample number, so a scenario plays the same way every time, at any speed.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, ConfigErrors, Source};
+use crate::vitals::Vital;
+
+/// Which simulated device a step addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Oximeter,
+    BpCuff,
+}
+
+impl Role {
+    /// The vitals a device of this role reports.
+    pub fn vitals(self) -> &'static [Vital] {
+        match self {
+            Role::Oximeter => &[Vital::Spo2, Vital::PulseRate, Vital::PerfusionIndex],
+            Role::BpCuff => &[
+                Vital::Systolic,
+                Vital::Diastolic,
+                Vital::MeanArterial,
+                Vital::PulseRate,
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineConfig {
+    value: f64,
+    #[serde(default)]
+    noise: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RampConfig {
+    vital: Vital,
+    to: f64,
+    over_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DipConfig {
+    vital: Vital,
+    to: f64,
+    for_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSpanConfig {
+    role: Role,
+    for_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepConfig {
+    at_s: f64,
+    ramp: Option<RampConfig>,
+    dip: Option<DipConfig>,
+    sensor_off: Option<DeviceSpanConfig>,
+    artefact: Option<DeviceSpanConfig>,
+    disconnect: Option<DeviceSpanConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioConfig {
+    description: String,
+    #[serde(default = "default_seed")]
+    seed: u64,
+    baseline: BTreeMap<Vital, BaselineConfig>,
+    #[serde(default)]
+    step: Vec<toml::Spanned<StepConfig>>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// A linear change of a vital's level.
+#[derive(Debug, Clone, PartialEq)]
+struct Ramp {
+    at: f64,
+    to: f64,
+    over: f64,
+}
+
+/// A vital held at `to` during `during`, then back to its level.
+#[derive(Debug, Clone, PartialEq)]
+struct Dip {
+    during: Range<f64>,
+    to: f64,
+}
+
+/// What a device does during a span of the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCondition {
+    /// Sensor off the finger: readings carry no value and the sensor-off flag.
+    SensorOff,
+    /// Motion artefact: readings carry misleading values and the artefact flag.
+    Artefact,
+    /// The device is gone: no readings, link lost.
+    Disconnected,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct DeviceSpan {
+    role: Role,
+    during: Range<f64>,
+    condition: DeviceCondition,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct VitalTrack {
+    baseline: f64,
+    noise: f64,
+    ramps: Vec<Ramp>,
+    dips: Vec<Dip>,
+}
+
+/// A parsed, validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    tracks: BTreeMap<Vital, VitalTrack>,
+    spans: Vec<DeviceSpan>,
+}
+
+impl Scenario {
+    pub fn parse(name: &str, source: &Source) -> Result<Self, ConfigErrors> {
+        let config: ScenarioConfig = source.parse()?;
+        let mut errors = Vec::new();
+        let mut tracks = BTreeMap::new();
+        for (vital, baseline) in &config.baseline {
+            let (low, high) = vital.plausible_range();
+            if !(low..=high).contains(&baseline.value) || !(0.0..=high).contains(&baseline.noise) {
+                errors.push(ConfigError::whole_file(
+                    &source.name,
+                    format!("baseline of {vital} must lie in {low}..={high} with noise ≥ 0"),
+                ));
+            }
+            tracks.insert(
+                *vital,
+                VitalTrack {
+                    baseline: baseline.value,
+                    noise: baseline.noise,
+                    ramps: Vec::new(),
+                    dips: Vec::new(),
+                },
+            );
+        }
+        let mut spans = Vec::new();
+        for spanned in &config.step {
+            let span = spanned.span();
+            let step = spanned.get_ref();
+            match step_action(source, span.clone(), step, &mut tracks) {
+                Ok(Some(device_span)) => spans.push(device_span),
+                Ok(None) => {}
+                Err(error) => errors.push(error),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        for track in tracks.values_mut() {
+            track.ramps.sort_by(|a, b| a.at.total_cmp(&b.at));
+        }
+        Ok(Scenario {
+            name: name.to_string(),
+            description: config.description,
+            seed: config.seed,
+            tracks,
+            spans,
+        })
+    }
+
+    /// The vitals this scenario scripts.
+    pub fn vitals(&self) -> impl Iterator<Item = Vital> + '_ {
+        self.tracks.keys().copied()
+    }
+
+    /// The scripted level of `vital` at `t` seconds, before noise; `None` if not scripted.
+    pub fn level(&self, vital: Vital, t: f64) -> Option<f64> {
+        let track = self.tracks.get(&vital)?;
+        if let Some(dip) = track.dips.iter().find(|d| d.during.contains(&t)) {
+            return Some(dip.to);
+        }
+        // Each ramp starts from wherever the previous segments had taken the level.
+        let mut segment: Option<(f64, &Ramp)> = None;
+        for ramp in track.ramps.iter().take_while(|r| r.at <= t) {
+            let from = segment.map_or(track.baseline, |(from, prev)| {
+                ramp_value(from, prev, ramp.at)
+            });
+            segment = Some((from, ramp));
+        }
+        Some(segment.map_or(track.baseline, |(from, ramp)| ramp_value(from, ramp, t)))
+    }
+
+    /// The value a device reports for `vital` at `t`: level plus noise, rounded the way
+    /// devices display it and kept within the physically possible range.
+    pub fn sample(&self, vital: Vital, t: f64, stream: u64, sample_index: u64) -> Option<f64> {
+        let track = self.tracks.get(&vital)?;
+        let level = self.level(vital, t)?;
+        // A dip holds its scripted value exactly, so a scenario's clinical claim (86 % for 40 s)
+        // does not depend on the noise draw.
+        let in_dip = track.dips.iter().any(|d| d.during.contains(&t));
+        let noise = if in_dip { 0.0 } else { track.noise };
+        let value = level + noise * gaussian(self.seed, stream ^ vital as u64, sample_index);
+        let (low, high) = vital.plausible_range();
+        let value = value.clamp(low, high);
+        Some(match vital {
+            Vital::PerfusionIndex => (value * 10.0).round() / 10.0,
+            _ => value.round(),
+        })
+    }
+
+    /// The device condition scripted for `role` at `t`, if any.
+    pub fn condition(&self, role: Role, t: f64) -> Option<DeviceCondition> {
+        self.spans
+            .iter()
+            .find(|s| s.role == role && s.during.contains(&t))
+            .map(|s| s.condition)
+    }
+}
+
+fn ramp_value(from: f64, ramp: &Ramp, t: f64) -> f64 {
+    if ramp.over <= 0.0 || t >= ramp.at + ramp.over {
+        ramp.to
+    } else {
+        from + (ramp.to - from) * ((t - ramp.at) / ramp.over)
+    }
+}
+
+fn step_action(
+    source: &Source,
+    span: Range<usize>,
+    step: &StepConfig,
+    tracks: &mut BTreeMap<Vital, VitalTrack>,
+) -> Result<Option<DeviceSpan>, ConfigError> {
+    let actions = [
+        step.ramp.is_some(),
+        step.dip.is_some(),
+        step.sensor_off.is_some(),
+        step.artefact.is_some(),
+        step.disconnect.is_some(),
+    ];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        return Err(source.error_at(
+            span,
+            "a step needs exactly one of ramp, dip, sensor_off, artefact, disconnect",
+        ));
+    }
+    if !(step.at_s.is_finite() && step.at_s >= 0.0) {
+        return Err(source.error_at_key(span, "at_s", "at_s must be a time ≥ 0 seconds"));
+    }
+    let at = step.at_s;
+    // The vital sits inside the step's inline table, so point at that table's line.
+    let missing = |action: &str, vital: Vital| {
+        source.error_at_key(
+            span.clone(),
+            action,
+            format!("{vital} has no baseline in this scenario"),
+        )
+    };
+    let duration_ok = |d: f64| d.is_finite() && d >= 0.0;
+    if let Some(ramp) = &step.ramp {
+        if !duration_ok(ramp.over_s) {
+            return Err(source.error_at_key(span, "over_s", "over_s must be ≥ 0 seconds"));
+        }
+        tracks
+            .get_mut(&ramp.vital)
+            .ok_or_else(|| missing("ramp", ramp.vital))?
+            .ramps
+            .push(Ramp {
+                at,
+                to: ramp.to,
+                over: ramp.over_s,
+            });
+        return Ok(None);
+    }
+    if let Some(dip) = &step.dip {
+        if !duration_ok(dip.for_s) {
+            return Err(source.error_at_key(span, "for_s", "for_s must be ≥ 0 seconds"));
+        }
+        tracks
+            .get_mut(&dip.vital)
+            .ok_or_else(|| missing("dip", dip.vital))?
+            .dips
+            .push(Dip {
+                during: at..at + dip.for_s,
+                to: dip.to,
+            });
+        return Ok(None);
+    }
+    let (device, condition) = match (&step.sensor_off, &step.artefact, &step.disconnect) {
+        (Some(d), _, _) => (d, DeviceCondition::SensorOff),
+        (_, Some(d), _) => (d, DeviceCondition::Artefact),
+        (_, _, Some(d)) => (d, DeviceCondition::Disconnected),
+        _ => return Ok(None),
+    };
+    if !duration_ok(device.for_s) {
+        return Err(source.error_at_key(span, "for_s", "for_s must be ≥ 0 seconds"));
+    }
+    Ok(Some(DeviceSpan {
+        role: device.role,
+        during: at..at + device.for_s,
+        condition,
+    }))
+}
+
+/// A standard normal deviate determined by its inputs (SplitMix64 + Box–Muller).
+fn gaussian(seed: u64, stream: u64, index: u64) -> f64 {
+    let a = splitmix64(seed ^ splitmix64(stream ^ splitmix64(index)));
+    let b = splitmix64(a);
+    // 53-bit uniforms in (0, 1]: ln() must never see 0.
+    let u1 = ((a >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let u2 = (b >> 11) as f64 / (1u64 << 53) as f64;
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A stable 64-bit hash of a name (FNV-1a), for per-device noise streams.
+pub fn stream_of(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ byte as u64).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(text: &str) -> Result<Scenario, ConfigErrors> {
+        Scenario::parse("test", &Source::built_in("test", text))
+    }
+
+    const BASE: &str = r#"
+description = "t"
+[baseline]
+spo2 = { value = 98, noise = 0 }
+systolic = { value = 120, noise = 0 }
+"#;
+
+    #[test]
+    fn ramps_chain_from_where_the_last_one_left_the_level() {
+        let s = scenario(&format!(
+            "{BASE}
+[[step]]
+at_s = 100
+ramp = {{ vital = \"systolic\", to = 160, over_s = 100 }}
+[[step]]
+at_s = 150
+ramp = {{ vital = \"systolic\", to = 100, over_s = 40 }}
+"
+        ))
+        .unwrap();
+        assert_eq!(s.level(Vital::Systolic, 50.0), Some(120.0));
+        assert_eq!(s.level(Vital::Systolic, 125.0), Some(130.0));
+        // The second ramp starts at 140 (half-way through the first) and reaches 100 at 190.
+        assert_eq!(s.level(Vital::Systolic, 150.0), Some(140.0));
+        assert_eq!(s.level(Vital::Systolic, 170.0), Some(120.0));
+        assert_eq!(s.level(Vital::Systolic, 500.0), Some(100.0));
+        assert_eq!(s.level(Vital::PulseRate, 0.0), None);
+    }
+
+    #[test]
+    fn dips_and_device_conditions_cover_their_span_only() {
+        let s = scenario(&format!(
+            "{BASE}
+[[step]]
+at_s = 10
+dip = {{ vital = \"spo2\", to = 88, for_s = 5 }}
+[[step]]
+at_s = 20
+sensor_off = {{ role = \"oximeter\", for_s = 30 }}
+"
+        ))
+        .unwrap();
+        assert_eq!(s.level(Vital::Spo2, 9.9), Some(98.0));
+        assert_eq!(s.level(Vital::Spo2, 10.0), Some(88.0));
+        assert_eq!(s.level(Vital::Spo2, 15.0), Some(98.0));
+        assert_eq!(s.condition(Role::Oximeter, 19.0), None);
+        assert_eq!(
+            s.condition(Role::Oximeter, 20.0),
+            Some(DeviceCondition::SensorOff)
+        );
+        assert_eq!(s.condition(Role::BpCuff, 25.0), None);
+        assert_eq!(s.condition(Role::Oximeter, 50.0), None);
+    }
+
+    #[test]
+    fn noise_is_repeatable_and_roughly_normal() {
+        let s =
+            scenario("description = \"t\"\n[baseline]\npulse_rate = { value = 70, noise = 2 }\n")
+                .unwrap();
+        let samples: Vec<f64> = (0..4000)
+            .map(|i| s.sample(Vital::PulseRate, i as f64, 7, i).unwrap())
+            .collect();
+        let again: Vec<f64> = (0..4000)
+            .map(|i| s.sample(Vital::PulseRate, i as f64, 7, i).unwrap())
+            .collect();
+        assert_eq!(samples, again);
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        let sd =
+            (samples.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+        assert!((mean - 70.0).abs() < 0.2, "mean {mean}");
+        assert!((sd - 2.0).abs() < 0.3, "sd {sd}");
+    }
+
+    #[test]
+    fn a_step_with_two_actions_or_an_unscripted_vital_is_an_error_on_its_line() {
+        let errors = scenario(&format!(
+            "{BASE}
+[[step]]
+at_s = 10
+dip = {{ vital = \"pulse_rate\", to = 40, for_s = 5 }}
+"
+        ))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].line, Some(9), "{}", errors);
+        assert!(errors.0[0].message.contains("pulse_rate has no baseline"));
+
+        let errors = scenario(&format!(
+            "{BASE}
+[[step]]
+at_s = 10
+dip = {{ vital = \"spo2\", to = 88, for_s = 5 }}
+sensor_off = {{ role = \"oximeter\", for_s = 5 }}
+"
+        ))
+        .unwrap_err();
+        assert!(errors.0[0].message.contains("exactly one"), "{errors}");
+    }
+}

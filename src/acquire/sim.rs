@@ -1,0 +1,239 @@
+//! The simulated patient's devices: a driver that plays a scenario into a device's ring.
+//!
+//! It behaves like a real driver from the engine's side: link state messages when it
+//! "connects" and "disconnects", flagged readings when the sensor is off or moving, and every
+//! reading stamped with the daemon clock's receive time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ring::RingProducer;
+use super::scenario::{DeviceCondition, Role, Scenario, stream_of};
+use crate::clock::Clock;
+use crate::vitals::{DeviceId, DeviceMessage, LinkState, Mono, Quality, Reading, Vital};
+
+/// Motion artefact makes an oximeter read falsely low; these offsets make the simulated
+/// artefact look like a desaturation, which the quality flag must keep from alarming.
+const ARTEFACT_SPO2_OFFSET: f64 = -14.0;
+const ARTEFACT_PULSE_OFFSET: f64 = 35.0;
+
+pub struct SimulatedDevice {
+    pub id: DeviceId,
+    pub role: Role,
+    pub scenario: Arc<Scenario>,
+    /// Time between samples (oximeter) or measurements (cuff).
+    pub interval: Duration,
+}
+
+impl SimulatedDevice {
+    /// The messages the device sends at sample `index` (scenario time `index × interval`),
+    /// given whether its link was up before. Pure, so tests and replay can use it directly.
+    pub fn messages_at(
+        &self,
+        index: u64,
+        link_up: bool,
+        received: Mono,
+        clock: &Clock,
+    ) -> Vec<DeviceMessage> {
+        let t = self.interval.as_secs_f64() * index as f64;
+        let at_utc = clock.utc_at(received);
+        let condition = self.scenario.condition(self.role, t);
+        let link = |state, detail: &str| DeviceMessage::Link {
+            device: self.id.clone(),
+            state,
+            detail: Some(detail.to_string()),
+            at: received,
+            at_utc,
+        };
+        let mut out = Vec::new();
+        if condition == Some(DeviceCondition::Disconnected) {
+            if link_up {
+                out.push(link(LinkState::Lost, "simulated disconnection"));
+            }
+            return out;
+        }
+        if !link_up {
+            out.push(link(LinkState::Connected, "simulated device"));
+        }
+        let stream = stream_of(self.id.as_str());
+        for &vital in self.role.vitals() {
+            let scripted = self.scenario.sample(vital, t, stream, index);
+            let value = match (vital, scripted) {
+                (_, Some(value)) => Some(value),
+                // A cuff computes the mean pressure from its own systolic and diastolic.
+                (Vital::MeanArterial, None) => mean_arterial(&self.scenario, t, stream, index),
+                (_, None) => continue,
+            };
+            let (value, quality) = match condition {
+                Some(DeviceCondition::SensorOff) => (None, Quality::SENSOR_OFF),
+                Some(DeviceCondition::Artefact) => {
+                    (value.map(|v| artefact(vital, v)), Quality::ARTEFACT)
+                }
+                _ => (value, Quality::GOOD),
+            };
+            out.push(DeviceMessage::Reading(Reading {
+                device: self.id.clone(),
+                vital,
+                value,
+                quality,
+                device_time: None,
+                received,
+                received_utc: at_utc,
+            }));
+        }
+        out
+    }
+
+    /// Plays the scenario into `ring` for ever, on `clock`.
+    pub async fn run(self, mut ring: RingProducer, clock: Clock) {
+        let mut link_up = false;
+        for index in 0u64.. {
+            let due = Mono::ZERO + self.interval.mul_f64(index as f64);
+            clock.sleep_until(due).await;
+            let received = clock.now();
+            for message in self.messages_at(index, link_up, received, &clock) {
+                if let DeviceMessage::Link { state, .. } = &message {
+                    link_up = *state == LinkState::Connected;
+                }
+                if !ring.push(message) {
+                    tracing::debug!(device = %self.id, "ring full, reading dropped");
+                }
+            }
+        }
+    }
+}
+
+fn mean_arterial(scenario: &Scenario, t: f64, stream: u64, index: u64) -> Option<f64> {
+    let systolic = scenario.sample(Vital::Systolic, t, stream, index)?;
+    let diastolic = scenario.sample(Vital::Diastolic, t, stream, index)?;
+    Some((diastolic + (systolic - diastolic) / 3.0).round())
+}
+
+fn artefact(vital: Vital, value: f64) -> f64 {
+    let (low, high) = vital.plausible_range();
+    let offset = match vital {
+        Vital::Spo2 => ARTEFACT_SPO2_OFFSET,
+        Vital::PulseRate => ARTEFACT_PULSE_OFFSET,
+        _ => 0.0,
+    };
+    (value + offset).clamp(low, high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Source, load_scenario};
+
+    fn device(scenario: &str, role: Role, interval_s: u64) -> SimulatedDevice {
+        SimulatedDevice {
+            id: DeviceId::new("dev"),
+            role,
+            scenario: Arc::new(load_scenario(&Source::built_in("t", ""), scenario).unwrap()),
+            interval: Duration::from_secs(interval_s),
+        }
+    }
+
+    fn readings(messages: &[DeviceMessage]) -> Vec<&Reading> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                DeviceMessage::Reading(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cuff_measurement_is_four_readings_with_one_receive_time() {
+        let clock = Clock::start(1.0);
+        let cuff = device("typical-infusion", Role::BpCuff, 300);
+        let messages = cuff.messages_at(0, false, Mono::ZERO, &clock);
+        assert!(matches!(
+            messages[0],
+            DeviceMessage::Link {
+                state: LinkState::Connected,
+                ..
+            }
+        ));
+        let readings = readings(&messages);
+        let vitals: Vec<_> = readings.iter().map(|r| r.vital).collect();
+        assert_eq!(
+            vitals,
+            [
+                Vital::Systolic,
+                Vital::Diastolic,
+                Vital::MeanArterial,
+                Vital::PulseRate
+            ]
+        );
+        let [sys, dia, map, _] = [0, 1, 2, 3].map(|i| readings[i].value.unwrap());
+        assert_eq!(map, (dia + (sys - dia) / 3.0).round());
+        assert!(
+            readings
+                .iter()
+                .all(|r| r.received == Mono::ZERO && r.quality.is_good())
+        );
+    }
+
+    #[test]
+    fn the_sensor_off_scenario_sends_flagged_readings_without_values() {
+        let clock = Clock::start(1.0);
+        let ox = device("sensor-off", Role::Oximeter, 1);
+        let off = ox.messages_at(310, true, Mono::ZERO, &clock);
+        assert!(
+            readings(&off)
+                .iter()
+                .all(|r| r.value.is_none() && r.quality == Quality::SENSOR_OFF)
+        );
+        let artefact = ox.messages_at(910, true, Mono::ZERO, &clock);
+        let spo2 = readings(&artefact)
+            .into_iter()
+            .find(|r| r.vital == Vital::Spo2)
+            .unwrap();
+        assert_eq!(spo2.quality, Quality::ARTEFACT);
+        assert!(
+            spo2.value.unwrap() < 85.0,
+            "artefact must look like a desaturation"
+        );
+    }
+
+    #[test]
+    fn a_disconnection_sends_link_lost_once_then_nothing_then_reconnects() {
+        let clock = Clock::start(1.0);
+        let ox = device("device-lost", Role::Oximeter, 1);
+        let lost = ox.messages_at(600, true, Mono::ZERO, &clock);
+        assert!(matches!(
+            lost[..],
+            [DeviceMessage::Link {
+                state: LinkState::Lost,
+                ..
+            }]
+        ));
+        assert!(ox.messages_at(601, false, Mono::ZERO, &clock).is_empty());
+        let back = ox.messages_at(720, false, Mono::ZERO, &clock);
+        assert!(matches!(
+            back[0],
+            DeviceMessage::Link {
+                state: LinkState::Connected,
+                ..
+            }
+        ));
+        assert_eq!(readings(&back).len(), 3);
+    }
+
+    #[test]
+    fn the_desaturation_scenario_holds_86_for_40_seconds() {
+        let clock = Clock::start(1.0);
+        let ox = device("desaturation", Role::Oximeter, 1);
+        let spo2_at = |i| {
+            readings(&ox.messages_at(i, true, Mono::ZERO, &clock))
+                .into_iter()
+                .find(|r| r.vital == Vital::Spo2)
+                .and_then(|r| r.value)
+                .unwrap()
+        };
+        assert!((900..940).all(|i| spo2_at(i) == 86.0));
+        assert!((300..305).all(|i| spo2_at(i) == 88.0));
+        assert!(spo2_at(940) > 94.0 && spo2_at(305) > 94.0);
+    }
+}

@@ -1,0 +1,424 @@
+//! The daemon's configuration: one TOML file naming the devices, the rules and the server.
+//!
+//! Loading resolves everything the file refers to (profiles, scenarios, the rule file) and
+//! checks it, so that `vitalwatch check-config` and `vitalwatch run` see the same errors, each
+//! with its file, line and key. Unknown keys are errors (`deny_unknown_fields`): a typo in a
+//! limit must never silently fall back to a default.
+
+mod profile;
+mod rules;
+mod source;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use profile::{Profile, SimulatorProfile, Transport};
+pub use rules::{DEFAULT_RULES, parse_rules};
+pub use source::{ConfigError, ConfigErrors, Source};
+
+use crate::acquire::scenario::Scenario;
+use crate::engine::Rule;
+use crate::vitals::DeviceId;
+
+/// The built-in default config (`config/vitalwatch.toml`).
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/vitalwatch.toml");
+
+/// The scenarios shipped in `config/scenarios/`.
+const BUILT_IN_SCENARIOS: &[(&str, &str)] = &[
+    (
+        "typical-infusion",
+        include_str!("../../config/scenarios/typical-infusion.toml"),
+    ),
+    (
+        "hypertensive-response",
+        include_str!("../../config/scenarios/hypertensive-response.toml"),
+    ),
+    (
+        "desaturation",
+        include_str!("../../config/scenarios/desaturation.toml"),
+    ),
+    (
+        "sensor-off",
+        include_str!("../../config/scenarios/sensor-off.toml"),
+    ),
+    (
+        "device-lost",
+        include_str!("../../config/scenarios/device-lost.toml"),
+    ),
+];
+
+/// Readings a device's ring holds before new ones are dropped (and counted).
+pub const DEFAULT_RING_CAPACITY: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerFile,
+    #[serde(default)]
+    alarms: AlarmsFile,
+    #[serde(default)]
+    simulator: SimulatorFile,
+    #[serde(default)]
+    device: Vec<toml::Spanned<DeviceFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmsFile {
+    rules: Option<toml::Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulatorFile {
+    #[serde(default = "default_speed")]
+    speed: f64,
+}
+
+impl Default for SimulatorFile {
+    fn default() -> Self {
+        SimulatorFile {
+            speed: default_speed(),
+        }
+    }
+}
+
+fn default_speed() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFile {
+    id: String,
+    profile: String,
+    scenario: Option<String>,
+    interval_s: Option<f64>,
+    silent_after_s: Option<f64>,
+    ring_capacity: Option<usize>,
+}
+
+/// How the daemon drives one device.
+#[derive(Debug, Clone)]
+pub enum Driver {
+    Simulator {
+        profile: SimulatorProfile,
+        scenario: Arc<Scenario>,
+    },
+}
+
+/// A configured device, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub id: DeviceId,
+    pub profile: Arc<Profile>,
+    pub driver: Driver,
+    pub interval: Duration,
+    pub silent_after: Duration,
+    pub ring_capacity: usize,
+}
+
+/// The whole configuration, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub listen: SocketAddr,
+    pub speed: f64,
+    pub rules: Vec<Rule>,
+    /// Where the rules came from, for messages.
+    pub rules_source: String,
+    pub devices: Vec<DeviceConfig>,
+}
+
+impl Config {
+    /// The built-in default config: simulated devices, default rules.
+    pub fn built_in() -> Result<Self, ConfigErrors> {
+        Config::parse(&Source::built_in("config/vitalwatch.toml", DEFAULT_CONFIG))
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigErrors> {
+        Config::parse(&Source::read(path)?)
+    }
+
+    pub fn parse(source: &Source) -> Result<Self, ConfigErrors> {
+        let file: ConfigFile = source.parse()?;
+        let mut errors = Vec::new();
+
+        if !(file.simulator.speed.is_finite() && file.simulator.speed > 0.0) {
+            errors.push(source.error_at_key(
+                0..source.text.len(),
+                "speed",
+                "speed must be a number > 0",
+            ));
+        }
+
+        let (rules, rules_source) = match &file.alarms.rules {
+            None => (
+                parse_rules(&Source::built_in(
+                    "config/rules/default.toml",
+                    DEFAULT_RULES,
+                )),
+                "built-in default rules".to_string(),
+            ),
+            Some(path) => {
+                let resolved = source.resolve(path.get_ref());
+                let rules = Source::read(&resolved)
+                    .map_err(|e| ConfigErrors::from(source.error_at(path.span(), e.message)))
+                    .and_then(|rules_source| parse_rules(&rules_source));
+                (rules, resolved.display().to_string())
+            }
+        };
+        let rules = rules.unwrap_or_else(|e| {
+            errors.extend(e.0);
+            Vec::new()
+        });
+
+        let mut ids = HashSet::new();
+        let mut devices = Vec::new();
+        for spanned in &file.device {
+            let span = spanned.span();
+            match resolve_device(source, span.clone(), spanned.get_ref()) {
+                Ok(device) => {
+                    if !ids.insert(device.id.clone()) {
+                        errors.push(source.error_at_key(
+                            span,
+                            "id",
+                            format!("device id `{}` is used twice", device.id),
+                        ));
+                    }
+                    devices.push(device);
+                }
+                Err(e) => errors.extend(e.0),
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(Config {
+                source: source.name.clone(),
+                listen: file.server.listen,
+                speed: file.simulator.speed,
+                rules,
+                rules_source,
+                devices,
+            })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn resolve_device(
+    source: &Source,
+    span: Range<usize>,
+    file: &DeviceFile,
+) -> Result<DeviceConfig, ConfigErrors> {
+    let error = |key: &str, message: String| -> ConfigErrors {
+        source.error_at_key(span.clone(), key, message).into()
+    };
+    let id_ok = !file.id.is_empty()
+        && file.id.len() <= 32
+        && file
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(error(
+            "id",
+            format!(
+                "device id `{}` must be 1 to 32 letters, digits, `-` or `_`",
+                file.id
+            ),
+        ));
+    }
+    let profile = match Profile::built_in(&file.profile) {
+        Some(profile) => profile?,
+        None => {
+            let known: Vec<_> = Profile::built_in_names().collect();
+            return Err(error(
+                "profile",
+                format!(
+                    "unknown device profile `{}`; known profiles: {}",
+                    file.profile,
+                    known.join(", ")
+                ),
+            ));
+        }
+    };
+    let seconds = |key: &str, value: Option<f64>, default: Duration| match value {
+        None => Ok(default),
+        Some(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v)),
+        Some(v) => Err(error(key, format!("{key} must be > 0 seconds, got {v}"))),
+    };
+    let interval = seconds("interval_s", file.interval_s, profile.interval)?;
+    let silent_default = if file.interval_s.is_some() {
+        // A slower device than its profile's default is silent later by the same margin.
+        interval + profile.silent_after.saturating_sub(profile.interval)
+    } else {
+        profile.silent_after
+    };
+    let silent_after = seconds("silent_after_s", file.silent_after_s, silent_default)?;
+    let ring_capacity = match file.ring_capacity {
+        None => DEFAULT_RING_CAPACITY,
+        Some(n) if (1..=1 << 20).contains(&n) => n,
+        Some(n) => {
+            return Err(error(
+                "ring_capacity",
+                format!("ring_capacity must be 1 to 1048576, got {n}"),
+            ));
+        }
+    };
+    let driver = match &profile.transport {
+        Transport::Simulator(simulator) => {
+            let Some(name) = &file.scenario else {
+                return Err(error(
+                    "profile",
+                    format!(
+                        "profile `{}` is simulated and needs a `scenario`",
+                        profile.name
+                    ),
+                ));
+            };
+            let scenario = load_scenario(source, name).map_err(|e| match e.0.as_slice() {
+                // A scenario that cannot be found is this file's error; one that is broken
+                // is the scenario file's.
+                [only] if only.line.is_none() => error("scenario", only.message.clone()),
+                _ => e,
+            })?;
+            Driver::Simulator {
+                profile: simulator.clone(),
+                scenario: Arc::new(scenario),
+            }
+        }
+    };
+    Ok(DeviceConfig {
+        id: DeviceId::new(&file.id),
+        profile: Arc::new(profile),
+        driver,
+        interval,
+        silent_after,
+        ring_capacity,
+    })
+}
+
+/// Loads a scenario: a built-in name, or a path to a `.toml` file relative to `source`.
+pub fn load_scenario(source: &Source, name: &str) -> Result<Scenario, ConfigErrors> {
+    if name.ends_with(".toml") {
+        let path = source.resolve(name);
+        let scenario_source = Source::read(&path)?;
+        return Scenario::parse(name, &scenario_source);
+    }
+    match BUILT_IN_SCENARIOS.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => Scenario::parse(
+            n,
+            &Source::built_in(&format!("config/scenarios/{n}.toml"), text),
+        ),
+        None => {
+            let known: Vec<_> = built_in_scenarios().collect();
+            Err(ConfigError::whole_file(
+                &source.name,
+                format!(
+                    "unknown scenario `{name}`; built-in scenarios: {} (or a path ending in .toml)",
+                    known.join(", ")
+                ),
+            )
+            .into())
+        }
+    }
+}
+
+pub fn built_in_scenarios() -> impl Iterator<Item = &'static str> {
+    BUILT_IN_SCENARIOS.iter().map(|(name, _)| *name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(&Source::built_in("test.toml", text))
+    }
+
+    #[test]
+    fn the_built_in_default_is_one_simulated_patient() {
+        let config = Config::built_in().unwrap();
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let ids: Vec<_> = config.devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["ox1", "cuff1"]);
+        assert_eq!(config.devices[1].interval, Duration::from_secs(300));
+        assert_eq!(config.devices[1].silent_after, Duration::from_secs(420));
+        assert!(!config.rules.is_empty());
+    }
+
+    #[test]
+    fn every_built_in_scenario_loads() {
+        let source = Source::built_in("t", "");
+        for name in built_in_scenarios() {
+            load_scenario(&source, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn an_unknown_profile_names_its_line_and_the_known_ones() {
+        let errors = parse(
+            "[[device]]\nid = \"ox1\"\nprofile = \"nonin-9999\"\nscenario = \"typical-infusion\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        let error = &errors.0[0];
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (Some(3), Some("profile"))
+        );
+        assert!(error.message.contains("simulated-oximeter"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_scenario_and_a_duplicate_id_are_both_reported() {
+        let errors = parse(
+            "[[device]]\nid = \"a\"\nprofile = \"simulated-oximeter\"\nscenario = \"nope\"\n\n[[device]]\nid = \"b\"\nprofile = \"simulated-oximeter\"\nscenario = \"desaturation\"\n[[device]]\nid = \"b\"\nprofile = \"simulated-oximeter\"\nscenario = \"desaturation\"\n",
+        )
+        .unwrap_err();
+        let found: Vec<_> = errors.0.iter().map(|e| (e.line, e.key.clone())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(4), Some("scenario".into())),
+                (Some(11), Some("id".into()))
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_rule_file_that_cannot_be_read_is_an_error_at_the_key() {
+        let errors = parse("[alarms]\nrules = \"/nonexistent/rules.toml\"\n").unwrap_err();
+        assert_eq!(errors.0[0].line, Some(2), "{errors}");
+        assert!(errors.0[0].message.contains("cannot read"), "{errors}");
+    }
+}
