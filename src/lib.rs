@@ -8,5 +8,9 @@
 pub mod acquire;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod engine;
+pub mod events;
+pub mod metrics;
+pub mod server;
 pub mod vitals;

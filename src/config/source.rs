@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 pub struct ConfigError {
     pub file: String,
     /// 1-based line and column, when the problem has a place in the file.
-    pub line: Option<usize>,
-    pub column: Option<usize>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
     /// The key at that place, when there is one.
     pub key: Option<String>,
     pub message: String,
@@ -131,11 +131,12 @@ impl Source {
             .map_or(self.text.len(), |i| start + i);
         let line = self.text[..start].matches('\n').count() + 1;
         let column = self.text[line_start..start].chars().count() + 1;
+        let (line, column) = (u32::try_from(line).ok(), u32::try_from(column).ok());
         let excerpt = self.text[line_start..line_end].trim_end().to_string();
         ConfigError {
             file: self.name.clone(),
-            line: Some(line),
-            column: Some(column),
+            line,
+            column,
             key: key_of_line(&excerpt),
             message: message.into(),
             excerpt: Some(excerpt),
@@ -173,18 +174,20 @@ impl Source {
     fn table_extent(&self, span: Range<usize>) -> Range<usize> {
         let end = span.end.min(self.text.len());
         let start = span.start.min(end);
-        let mut offset = end;
-        if let Some(first_newline) = self.text[end..].find('\n') {
-            offset = end + first_newline + 1;
-            for line in self.text[offset..].split_inclusive('\n') {
-                if line.trim_start().starts_with('[') {
-                    break;
+        let offset = match self.text[end..].find('\n') {
+            None => self.text.len(),
+            Some(first_newline) => {
+                let body = end + first_newline + 1;
+                let mut offset = body;
+                for line in self.text[body..].split_inclusive('\n') {
+                    if line.trim_start().starts_with('[') {
+                        break;
+                    }
+                    offset += line.len();
                 }
-                offset += line.len();
+                offset
             }
-        } else {
-            offset = self.text.len();
-        }
+        };
         start..offset.max(end)
     }
 

@@ -8,3 +8,6 @@ pub use self::core::{
     Engine, TechnicalCondition,
 };
 pub use rules::{Clause, Comparison, Confirmation, PhaseSet, Priority, Rule};
+pub mod task;
+
+pub use task::{CommandError, DeviceInfo, EngineHandle, EngineTask};

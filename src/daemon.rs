@@ -1,0 +1,101 @@
+//! Wires the daemon together: clock, drivers and their rings, the engine task, HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+
+use crate::acquire::start_drivers;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::{DeviceInfo, DeviceSpec, EngineTask};
+use crate::metrics::Metrics;
+use crate::server::{AppState, router};
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Result<()> {
+    let clock = Clock::start(speed);
+    if clock.speed() != 1.0 {
+        tracing::warn!(
+            speed = clock.speed(),
+            "the daemon clock runs {}x real time: for demos and tests only, never with a patient",
+            clock.speed()
+        );
+    }
+    tracing::info!(
+        config = %config.source,
+        rules = config.rules.len(),
+        rules_from = %config.rules_source,
+        devices = config.devices.len(),
+        "starting"
+    );
+
+    let metrics = Metrics::new().context("cannot set up metrics")?;
+    let registry = metrics.registry();
+    let wake = Arc::new(Notify::new());
+    let (rings, drivers) = start_drivers(&config.devices, &clock, &wake);
+    let devices = config
+        .devices
+        .iter()
+        .map(|d| DeviceInfo {
+            spec: DeviceSpec {
+                id: d.id.clone(),
+                silent_after: d.silent_after,
+            },
+            profile: d.profile.name.clone(),
+        })
+        .collect();
+    let (engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
+    let engine = tokio::spawn(engine.run());
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!("listening on http://{local}");
+
+    let app = router(AppState {
+        engine: handle,
+        registry,
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    for driver in drivers {
+        driver.abort();
+    }
+    engine.abort();
+    served.context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT: stopping"),
+        () = terminate => tracing::info!("SIGTERM: stopping"),
+    }
+}
