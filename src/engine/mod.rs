@@ -2,6 +2,8 @@
 
 pub mod core;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 
 pub use self::core::{
     Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, DeviceState,
