@@ -285,7 +285,9 @@ impl LinkState {
 /// What a driver sends through its ring to the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceMessage {
-    Reading(Reading),
+    /// Readings taken together, all with one receive time: one oximeter sample, one cuff
+    /// measurement. The engine judges them as one, so their order never matters.
+    Readings(Vec<Reading>),
     Link {
         device: DeviceId,
         state: LinkState,

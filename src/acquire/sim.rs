@@ -56,6 +56,7 @@ impl SimulatedDevice {
             out.push(link(LinkState::Connected, "simulated device"));
         }
         let stream = stream_of(self.id.as_str());
+        let mut readings = Vec::with_capacity(self.role.vitals().len());
         for &vital in self.role.vitals() {
             let scripted = self.scenario.sample(vital, t, stream, index);
             let value = match (vital, scripted) {
@@ -71,7 +72,7 @@ impl SimulatedDevice {
                 }
                 _ => (value, Quality::GOOD),
             };
-            out.push(DeviceMessage::Reading(Reading {
+            readings.push(Reading {
                 device: self.id.clone(),
                 vital,
                 value,
@@ -79,7 +80,10 @@ impl SimulatedDevice {
                 device_time: None,
                 received,
                 received_utc: at_utc,
-            }));
+            });
+        }
+        if !readings.is_empty() {
+            out.push(DeviceMessage::Readings(readings));
         }
         out
     }
@@ -136,9 +140,9 @@ mod tests {
     fn readings(messages: &[DeviceMessage]) -> Vec<&Reading> {
         messages
             .iter()
-            .filter_map(|m| match m {
-                DeviceMessage::Reading(r) => Some(r),
-                _ => None,
+            .flat_map(|m| match m {
+                DeviceMessage::Readings(r) => r.as_slice(),
+                _ => &[],
             })
             .collect()
     }

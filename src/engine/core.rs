@@ -237,6 +237,9 @@ pub struct Engine {
     next_alarm: u64,
     /// `None` without an active session.
     phase: Option<Phase>,
+    /// Scratch list of the (device, rule) pairs a measurement touched; kept to avoid an
+    /// allocation per reading.
+    judged: Vec<(usize, usize)>,
 }
 
 impl Engine {
@@ -258,6 +261,7 @@ impl Engine {
             alarms: BTreeMap::new(),
             next_alarm: 1,
             phase: None,
+            judged: Vec::new(),
         };
         for spec in devices {
             engine.add_device(spec, now);
@@ -308,44 +312,62 @@ impl Engine {
 
     /// Feeds one reading received at `now`.
     pub fn observe(&mut self, reading: &Reading, now: Mono) -> Vec<AlarmTransition> {
+        self.observe_measurement(std::slice::from_ref(reading), now)
+    }
+
+    /// Feeds readings taken together: one oximeter sample, one cuff measurement. Every rule is
+    /// judged once on all of them, so the order in which a measurement's readings come never
+    /// changes the outcome (a BP alarm confirmed on diastolic alone escalates, it does not end
+    /// on the systolic reading and come back as a new alarm).
+    pub fn observe_measurement(&mut self, readings: &[Reading], now: Mono) -> Vec<AlarmTransition> {
         let mut out = Vec::new();
-        let slot = self.device_slot(&reading.device, now);
-        let device = &mut self.devices[slot];
-        device.last_heard = Some(now);
-        device.latest[reading.vital as usize] = Some(reading.clone());
+        let mut judged = std::mem::take(&mut self.judged);
+        judged.clear();
+        for reading in readings {
+            let slot = self.device_slot(&reading.device, now);
+            let device = &mut self.devices[slot];
+            device.last_heard = Some(now);
+            device.latest[reading.vital as usize] = Some(reading.clone());
+            self.observe_quality(
+                slot,
+                reading.quality,
+                reading.value.is_some(),
+                now,
+                &mut out,
+            );
+            self.end_technical(slot, TechnicalCondition::DeviceSilent, now, &mut out);
 
-        self.observe_quality(
-            slot,
-            reading.quality,
-            reading.value.is_some(),
-            now,
-            &mut out,
-        );
-        self.end_technical(slot, TechnicalCondition::DeviceSilent, now, &mut out);
-
-        let Some(phase) = self.phase else {
-            return out;
-        };
-        let clinical = reading.clinical_value();
-        let vital = reading.vital as usize;
-        for position in 0..self.rules_by_vital[vital].len() {
-            let rule_index = self.rules_by_vital[vital][position];
-            let rule = &self.rules[rule_index];
-            if !rule.armed.contains(phase) {
-                continue;
-            }
-            let state = &mut self.devices[slot].rules[rule_index];
-            let Some(value) = clinical else {
-                // No trustworthy value: nothing confirms a pending condition, and nothing
-                // clears an active alarm either.
-                if state.alarm.is_none() {
-                    state.onset = None;
+            let Some(phase) = self.phase else { continue };
+            let clinical = reading.clinical_value();
+            for &rule_index in &self.rules_by_vital[reading.vital as usize] {
+                let rule = &self.rules[rule_index];
+                if !rule.armed.contains(phase) {
+                    continue;
                 }
-                continue;
-            };
-            evaluate_rule(rule, state, reading.vital, value, reading.received, now);
+                let state = &mut self.devices[slot].rules[rule_index];
+                let Some(value) = clinical else {
+                    // No trustworthy value: nothing confirms a pending condition, and nothing
+                    // clears an active alarm either.
+                    if state.alarm.is_none() {
+                        state.onset = None;
+                    }
+                    continue;
+                };
+                evaluate_clauses(rule, state, reading.vital, value, reading.received);
+                if !judged.contains(&(slot, rule_index)) {
+                    judged.push((slot, rule_index));
+                }
+            }
+        }
+        for &(slot, rule_index) in &judged {
+            conclude_rule(
+                &self.rules[rule_index],
+                &mut self.devices[slot].rules[rule_index],
+                now,
+            );
             self.settle_rule(slot, rule_index, now, &mut out);
         }
+        self.judged = judged;
         out
     }
 
@@ -683,15 +705,9 @@ impl Engine {
     }
 }
 
-/// Updates a rule's state with one clinical value of `vital`; the caller settles the outcome.
-fn evaluate_rule(
-    rule: &Rule,
-    state: &mut RuleState,
-    vital: Vital,
-    value: f64,
-    received: Mono,
-    now: Mono,
-) {
+/// Updates a rule's clauses with one clinical value of `vital`. Once every reading of the
+/// measurement is in, `conclude_rule` derives the condition and the caller settles it.
+fn evaluate_clauses(rule: &Rule, state: &mut RuleState, vital: Vital, value: f64, received: Mono) {
     if state.measurement_at != Some(received) {
         state.previous_measurement_at = state.measurement_at;
         state.previous_measurement_crossed = state.measurement_crossed;
@@ -717,6 +733,10 @@ fn evaluate_rule(
         }
         state.clause_holds[index] = holds;
     }
+}
+
+/// Derives a rule's condition (onset, confirmation) from its clauses after a measurement.
+fn conclude_rule(rule: &Rule, state: &mut RuleState, now: Mono) {
     if state.clause_holds.iter().any(|h| *h) {
         state.onset.get_or_insert(now);
     } else {

@@ -206,10 +206,14 @@ impl EngineTask {
     fn accept(&mut self, message: DeviceMessage) {
         let now = self.clock.now();
         match message {
-            DeviceMessage::Reading(reading) => {
-                self.metrics.observe_reading(&reading);
-                let transitions = self.engine.observe(&reading, now);
-                self.publish(Event::Reading(ReadingView::of(&reading, None)));
+            DeviceMessage::Readings(readings) => {
+                for reading in &readings {
+                    self.metrics.observe_reading(reading);
+                }
+                let transitions = self.engine.observe_measurement(&readings, now);
+                for reading in &readings {
+                    self.publish(Event::Reading(ReadingView::of(reading, None)));
+                }
                 self.publish_transitions(transitions);
             }
             DeviceMessage::Link {
