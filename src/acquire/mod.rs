@@ -3,8 +3,10 @@
 //! Transports (serial, BLE, the simulator) own their connection and report link state; pure
 //! decoders turn bytes into readings; each driver owns the producer end of its device's ring.
 
+pub mod ble;
 pub mod ring;
 pub mod scenario;
+pub mod serial;
 pub mod sim;
 
 use std::sync::Arc;
