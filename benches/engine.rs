@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use vitalwatch::config::{DEFAULT_RULES, Source, parse_rules};
+use vitalwatch::config::{DEFAULT_RULES, Source, parse_rule_set};
 use vitalwatch::engine::{DeviceSpec, Engine};
 use vitalwatch::vitals::{DeviceId, Mono, Phase, Quality, Reading, Vital};
 
@@ -50,15 +50,17 @@ fn readings() -> Vec<Reading> {
 }
 
 fn engine() -> Engine {
-    let rules = parse_rules(&Source::built_in("default", DEFAULT_RULES)).expect("default rules");
+    let rules = parse_rule_set(&Source::built_in("default", DEFAULT_RULES)).expect("default rules");
     let devices = [
         DeviceSpec {
             id: DeviceId::new("ox1"),
-            silent_after: Duration::from_secs(10),
+            silent_after: Some(Duration::from_secs(10)),
+            measures_bp: false,
         },
         DeviceSpec {
             id: DeviceId::new("cuff1"),
-            silent_after: Duration::from_secs(420),
+            silent_after: None,
+            measures_bp: true,
         },
     ];
     let mut engine = Engine::new(rules, &devices, Mono::ZERO);

@@ -25,7 +25,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     }
     tracing::info!(
         config = %config.source,
-        rules = config.rules.len(),
+        rules = config.rules.rules.len(),
         rules_from = %config.rules_source,
         devices = config.devices.len(),
         "starting"
@@ -42,6 +42,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
             spec: DeviceSpec {
                 id: d.id.clone(),
                 silent_after: d.silent_after,
+                measures_bp: d.profile.vitals.contains(&crate::vitals::Vital::Systolic),
             },
             profile: d.profile.name.clone(),
         })

@@ -114,7 +114,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 file.display(),
                 config.devices.len(),
                 devices.join(", "),
-                config.rules.len(),
+                config.rules.rules.len(),
                 config.rules_source
             );
             ExitCode::SUCCESS

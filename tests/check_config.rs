@@ -90,13 +90,16 @@ fn an_unknown_profile_is_one_error_naming_its_line() {
 
 #[test]
 fn a_bad_rule_file_is_reported_at_its_own_line() {
+    // The shipped rules with one delay made negative.
+    let shipped = std::fs::read_to_string(repo_root().join("config/rules/default.toml")).unwrap();
+    let line = shipped
+        .lines()
+        .position(|l| l == "delay_s = 15")
+        .expect("spo2_low's delay in the shipped rules")
+        + 1;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\nid = \"spo2_low\"\nname = \"SpO2 low\"\nwhen = [{ vital = \"spo2\", below = 90 }]\ndelay_s = -15\npriority = \"medium\"\narmed = [\"infusion\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, shipped.replacen("delay_s = 15", "delay_s = -15", 1)).unwrap();
     let config = dir.path().join("clinic.toml");
     std::fs::write(
         &config,
@@ -104,7 +107,7 @@ fn a_bad_rule_file_is_reported_at_its_own_line() {
     )
     .unwrap();
     let checked = check_path(&config);
-    let error = one_error(&checked, &rules, 5, "delay_s");
+    let error = one_error(&checked, &rules, line, "delay_s");
     assert!(error.contains("≥ 0"), "{error}");
 }
 
@@ -125,7 +128,7 @@ fn the_shipped_config_checks_clean() {
         rules.display()
     ));
     assert!(checked.success, "{}", checked.stderr);
-    assert!(checked.stdout.contains("9 rule(s)"), "{}", checked.stdout);
+    assert!(checked.stdout.contains("10 rule(s)"), "{}", checked.stdout);
 }
 
 #[test]

@@ -18,11 +18,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use profile::{Profile, SimulatorProfile, Transport};
-pub use rules::{DEFAULT_RULES, parse_rules};
+pub use rules::{DEFAULT_RULES, parse_rule_set};
 pub use source::{ConfigError, ConfigErrors, Source};
 
 use crate::acquire::scenario::Scenario;
-use crate::engine::Rule;
+use crate::engine::RuleSet;
 use crate::vitals::DeviceId;
 
 /// The built-in default config (`config/vitalwatch.toml`).
@@ -139,7 +139,8 @@ pub struct DeviceConfig {
     pub profile: Arc<Profile>,
     pub driver: Driver,
     pub interval: Duration,
-    pub silent_after: Duration,
+    /// `None` for intermittent devices (a cuff): their silence is BP overdue instead.
+    pub silent_after: Option<Duration>,
     pub ring_capacity: usize,
 }
 
@@ -150,7 +151,7 @@ pub struct Config {
     pub source: String,
     pub listen: SocketAddr,
     pub speed: f64,
-    pub rules: Vec<Rule>,
+    pub rules: RuleSet,
     /// Where the rules came from, for messages.
     pub rules_source: String,
     pub devices: Vec<DeviceConfig>,
@@ -180,7 +181,7 @@ impl Config {
 
         let (rules, rules_source) = match &file.alarms.rules {
             None => (
-                parse_rules(&Source::built_in(
+                parse_rule_set(&Source::built_in(
                     "config/rules/default.toml",
                     DEFAULT_RULES,
                 )),
@@ -190,14 +191,11 @@ impl Config {
                 let resolved = source.resolve(path.get_ref());
                 let rules = Source::read(&resolved)
                     .map_err(|e| ConfigErrors::from(source.error_at(path.span(), e.message)))
-                    .and_then(|rules_source| parse_rules(&rules_source));
+                    .and_then(|rules_source| parse_rule_set(&rules_source));
                 (rules, resolved.display().to_string())
             }
         };
-        let rules = rules.unwrap_or_else(|e| {
-            errors.extend(e.0);
-            Vec::new()
-        });
+        let rules = rules.map_err(|e| errors.extend(e.0)).ok();
 
         let mut ids = HashSet::new();
         let mut devices = Vec::new();
@@ -218,17 +216,16 @@ impl Config {
             }
         }
 
-        if errors.is_empty() {
-            Ok(Config {
+        match rules {
+            Some(rules) if errors.is_empty() => Ok(Config {
                 source: source.name.clone(),
                 listen: file.server.listen,
                 speed: file.simulator.speed,
                 rules,
                 rules_source,
                 devices,
-            })
-        } else {
-            Err(ConfigErrors(errors))
+            }),
+            _ => Err(ConfigErrors(errors)),
         }
     }
 }
@@ -276,13 +273,18 @@ fn resolve_device(
         Some(v) => Err(error(key, format!("{key} must be > 0 seconds, got {v}"))),
     };
     let interval = seconds("interval_s", file.interval_s, profile.interval)?;
-    let silent_default = if file.interval_s.is_some() {
+    let silent_default = profile.silent_after.map(|silent_after| {
         // A slower device than its profile's default is silent later by the same margin.
-        interval + profile.silent_after.saturating_sub(profile.interval)
-    } else {
-        profile.silent_after
+        interval + silent_after.saturating_sub(profile.interval)
+    });
+    let silent_after = match file.silent_after_s {
+        Some(_) => Some(seconds(
+            "silent_after_s",
+            file.silent_after_s,
+            Duration::ZERO,
+        )?),
+        None => silent_default,
     };
-    let silent_after = seconds("silent_after_s", file.silent_after_s, silent_default)?;
     let ring_capacity = match file.ring_capacity {
         None => DEFAULT_RING_CAPACITY,
         Some(n) if (1..=1 << 20).contains(&n) => n,
@@ -371,8 +373,12 @@ mod tests {
         let ids: Vec<_> = config.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["ox1", "cuff1"]);
         assert_eq!(config.devices[1].interval, Duration::from_secs(300));
-        assert_eq!(config.devices[1].silent_after, Duration::from_secs(420));
-        assert!(!config.rules.is_empty());
+        assert_eq!(
+            config.devices[0].silent_after,
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(config.devices[1].silent_after, None);
+        assert!(!config.rules.rules.is_empty());
     }
 
     #[test]

@@ -37,7 +37,7 @@ struct ProfileFile {
     description: String,
     vitals: Vec<Vital>,
     interval_s: f64,
-    silent_after_s: f64,
+    silent_after_s: Option<f64>,
     simulator: Option<SimulatorProfile>,
 }
 
@@ -54,8 +54,9 @@ pub struct Profile {
     pub vitals: Vec<Vital>,
     /// How often the device reports.
     pub interval: Duration,
-    /// Silence longer than this raises the device-silent technical alarm.
-    pub silent_after: Duration,
+    /// Silence longer than this raises the device-silent technical alarm; `None` for
+    /// intermittent devices (a cuff), whose silence is BP overdue instead.
+    pub silent_after: Option<Duration>,
     pub transport: Transport,
 }
 
@@ -65,9 +66,10 @@ impl Profile {
         let whole = 0..source.text.len();
         let mut errors = Vec::new();
         for (key, value) in [
-            ("interval_s", file.interval_s),
+            ("interval_s", Some(file.interval_s)),
             ("silent_after_s", file.silent_after_s),
         ] {
+            let Some(value) = value else { continue };
             if !(value.is_finite() && value > 0.0) {
                 errors.push(source.error_at_key(
                     whole.clone(),
@@ -92,7 +94,7 @@ impl Profile {
                 description: file.description,
                 vitals: file.vitals,
                 interval: Duration::from_secs_f64(file.interval_s),
-                silent_after: Duration::from_secs_f64(file.silent_after_s),
+                silent_after: file.silent_after_s.map(Duration::from_secs_f64),
                 transport,
             }),
             _ => Err(ConfigErrors(errors)),

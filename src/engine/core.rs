@@ -1,20 +1,30 @@
-//! The pure alarm engine: readings and time in, alarm transitions out.
+//! The pure alarm engine: readings, nurse actions and time in, alarm transitions out.
 //!
 //! No I/O, no clock, no async: every call takes `now`, so tests drive it through any timeline
-//! in virtual time, and replay runs a recorded session as fast as the CPU allows. The engine task
+//! in virtual time, and replay runs a whole session as fast as the CPU allows. The engine task
 //! (`engine::task`) is the thin shell that feeds it.
 //!
-//! Physiological alarms are armed only while a session is active and in a phase the rule names;
-//! technical alarms (device silent or disconnected, sensor off, poor signal, ring overflow) are
-//! armed for the whole of an active session, so an idle box between patients stays quiet.
+//! An alarm's life cycle (IEC 60601-1-8, as real monitors implement it):
+//! raised → (acknowledged | audio paused) → ended. An audio pause lasts the rule set's
+//! `audio_pause`, then the alarm sounds again if it is still there. High-priority physiological
+//! alarms latch: when their condition ends they stay (condition ended) until acknowledged.
+//! Acknowledging silences an alarm until its condition ends; it never hides a condition that
+//! is still present. An alarm left unacknowledged escalates where its rule says so.
+//!
+//! Physiological alarms are armed only while a session is active and in a phase the rule
+//! names; technical alarms are armed for the whole of an active session, so an idle box
+//! between patients stays quiet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::rules::{Priority, Rule};
+use super::rules::{
+    BpSchedule, Clause, Escalation, Measure, Priority, Rule, RuleSet, TechnicalCondition,
+    TechnicalRule,
+};
 use crate::vitals::{DeviceId, LinkState, Mono, Phase, Quality, Reading, Vital};
 
 /// Unique for the daemon's lifetime; the panel and API refer to alarms by it.
@@ -29,70 +39,22 @@ pub enum AlarmKind {
     Technical,
 }
 
-/// The technical conditions the engine watches for each device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TechnicalCondition {
-    /// Nothing at all received for the device's silence limit.
-    DeviceSilent,
-    /// The transport lost the port or link.
-    Disconnected,
-    /// Readings flagged sensor off or searching.
-    SensorOff,
-    /// Readings flagged artefact or low perfusion.
-    PoorSignal,
-    /// The device's ring buffer was full and readings were dropped.
-    RingOverflow,
-}
-
-impl TechnicalCondition {
-    pub const ALL: [TechnicalCondition; 5] = [
-        TechnicalCondition::DeviceSilent,
-        TechnicalCondition::Disconnected,
-        TechnicalCondition::SensorOff,
-        TechnicalCondition::PoorSignal,
-        TechnicalCondition::RingOverflow,
-    ];
-
+impl AlarmKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            TechnicalCondition::DeviceSilent => "device_silent",
-            TechnicalCondition::Disconnected => "device_disconnected",
-            TechnicalCondition::SensorOff => "sensor_off",
-            TechnicalCondition::PoorSignal => "poor_signal",
-            TechnicalCondition::RingOverflow => "ring_overflow",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Priority and condition delay, from the technical-alarm table of `clinical.md`. The
-    /// silence delay is per device and comes from its config instead.
-    fn defaults(self) -> (Priority, Duration) {
-        match self {
-            TechnicalCondition::DeviceSilent => (Priority::Medium, Duration::ZERO),
-            TechnicalCondition::Disconnected => (Priority::Medium, Duration::ZERO),
-            TechnicalCondition::SensorOff => (Priority::Medium, Duration::from_secs(10)),
-            TechnicalCondition::PoorSignal => (Priority::Low, Duration::from_secs(15)),
-            TechnicalCondition::RingOverflow => (Priority::Low, Duration::ZERO),
-        }
-    }
-
-    fn message(self) -> &'static str {
-        match self {
-            TechnicalCondition::DeviceSilent => "no data from the device",
-            TechnicalCondition::Disconnected => "device disconnected",
-            TechnicalCondition::SensorOff => "sensor off or searching",
-            TechnicalCondition::PoorSignal => "poor signal: artefact or low perfusion",
-            TechnicalCondition::RingOverflow => "readings dropped: ring buffer full",
+            AlarmKind::Physiological => "physiological",
+            AlarmKind::Technical => "technical",
         }
     }
 }
 
-/// Overflow is a burst, not a state: the alarm ends after this long without new drops.
+/// Overflow is a burst, not a state: the alarm's condition ends after this long without new
+/// drops.
 const RING_OVERFLOW_HOLD: Duration = Duration::from_secs(30);
+
+/// Baseline readings kept per vital: hours of a 1 Hz oximeter; beyond it the median is of the
+/// first ones, which is what a baseline is.
+const BASELINE_SAMPLES_MAX: usize = 20_000;
 
 /// What raised an alarm.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -102,7 +64,8 @@ pub enum AlarmSource {
     Technical { condition: TechnicalCondition },
 }
 
-/// One alarm instance, as sinks and the status API see it.
+/// One alarm instance, as sinks and the status API see it (times on the monotonic clock are
+/// turned into UTC by the views in `events`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alarm {
     pub id: AlarmId,
@@ -112,25 +75,61 @@ pub struct Alarm {
     pub priority: Priority,
     pub device: DeviceId,
     pub vital: Option<Vital>,
-    /// The value that raised (or last escalated) the alarm.
+    /// The value behind the latest change (for a rate rule: how far the vital moved).
     pub value: Option<f64>,
-    /// The limit it crossed.
+    /// The limit it crossed, in the vital's unit.
     pub limit: Option<f64>,
     pub message: String,
-    /// What to consider doing, carried as data (shown prominently while the infusion runs).
+    /// What to consider doing, carried as data while the infusion runs.
     pub advice: Option<String>,
+    /// Whether the alarm condition is present now; false for a latched alarm whose condition
+    /// has ended and that waits for an acknowledgement.
+    pub condition_present: bool,
+    /// A latching alarm stays until acknowledged, even when its condition ends.
+    pub latching: bool,
+    /// Who acknowledged it (the token's name); the alarm is then silent until it ends.
+    pub acknowledged_by: Option<String>,
+    /// Who paused its audio; silent until `audio_paused_until`.
+    pub audio_paused_by: Option<String>,
+    #[serde(skip)]
+    pub audio_paused_until: Option<Mono>,
     #[serde(skip)]
     pub raised_at: Mono,
+    /// Since when it has been escalating (active, unacknowledged, in an escalation phase).
+    #[serde(skip)]
+    escalating_since: Option<Mono>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl Alarm {
+    /// Whether it should sound now: not acknowledged, and no audio pause running.
+    pub fn is_audible(&self, now: Mono) -> bool {
+        self.acknowledged_by.is_none() && self.audio_paused_until.is_none_or(|until| now >= until)
+    }
+}
+
+/// What happened to an alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "change")]
 pub enum Change {
     Raised,
-    /// The alarm's priority rose (a confirmed crossing).
+    /// Its priority rose: a confirmed crossing, or an escalation of a persisting alarm.
     Escalated {
         from: Priority,
     },
+    /// A latching alarm's condition ended; the alarm stays until acknowledged.
+    ConditionEnded,
+    /// The condition of a latched alarm came back before it was acknowledged.
+    ConditionReturned,
+    Acknowledged {
+        by: String,
+    },
+    AudioPaused {
+        by: String,
+    },
+    /// An audio pause ran out and the alarm sounds again.
+    AudioResumed,
+    /// The advice it carries changed with the session's phase.
+    AdviceChanged,
     Ended,
 }
 
@@ -143,12 +142,22 @@ pub struct AlarmTransition {
     pub at: Mono,
 }
 
+/// Why a nurse action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("no active alarm has id {0}")]
+    NoSuchAlarm(u64),
+}
+
 /// What the engine needs to know of a configured device.
 #[derive(Debug, Clone)]
 pub struct DeviceSpec {
     pub id: DeviceId,
     /// After this long without any message the device-silent technical alarm is raised.
-    pub silent_after: Duration,
+    /// `None` for intermittent devices (a cuff), whose silence is BP overdue instead.
+    pub silent_after: Option<Duration>,
+    /// It measures blood pressure, so the BP-overdue schedule applies to it.
+    pub measures_bp: bool,
 }
 
 /// Default silence limit for a device the config did not declare (a continuous oximeter's).
@@ -163,17 +172,28 @@ struct RuleState {
     onset: Option<Mono>,
     /// Receive time of the latest clinical reading for this rule.
     last_reading: Option<Mono>,
-    /// The value and clause index behind the latest change, for the alarm's text.
+    /// The measured value, limit and clause behind the latest change, for the alarm's text.
     last_value: f64,
+    last_limit: f64,
     last_clause: usize,
-    /// Confirmation bookkeeping: the current and previous measurement (one cuff cycle can
-    /// deliver several readings with one receive time) and whether each crossed a limit.
+    /// Confirmation bookkeeping: the current and previous measurement and whether each
+    /// crossed a limit.
     measurement_at: Option<Mono>,
     measurement_crossed: bool,
     previous_measurement_at: Option<Mono>,
     previous_measurement_crossed: bool,
     confirmed: bool,
+    /// The rule's alarm, active or latched.
     alarm: Option<AlarmId>,
+}
+
+impl RuleState {
+    fn new(clauses: usize) -> Self {
+        RuleState {
+            clause_holds: vec![false; clauses],
+            ..RuleState::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,14 +205,19 @@ struct TechnicalState {
 #[derive(Debug)]
 pub struct DeviceState {
     pub id: DeviceId,
-    pub silent_after: Duration,
+    pub silent_after: Option<Duration>,
+    pub measures_bp: bool,
     pub link: LinkState,
     pub link_detail: Option<String>,
     /// Latest message of any kind.
     pub last_heard: Option<Mono>,
+    /// Latest blood-pressure measurement.
+    pub last_bp: Option<Mono>,
     /// When the engine started watching it (silence counts from here until first heard).
     watched_since: Mono,
     latest: [Option<Reading>; Vital::ALL.len()],
+    /// Recent clinical values of the vitals that rate rules watch.
+    history: [VecDeque<(Mono, f64)>; Vital::ALL.len()],
     rules: Vec<RuleState>,
     technical: [TechnicalState; TechnicalCondition::ALL.len()],
     ring_dropped_seen: u64,
@@ -200,22 +225,6 @@ pub struct DeviceState {
 }
 
 impl DeviceState {
-    fn new(spec: &DeviceSpec, rule_count: usize, now: Mono) -> Self {
-        DeviceState {
-            id: spec.id.clone(),
-            silent_after: spec.silent_after,
-            link: LinkState::Connecting,
-            link_detail: None,
-            last_heard: None,
-            watched_since: now,
-            latest: Default::default(),
-            rules: vec![RuleState::default(); rule_count],
-            technical: Default::default(),
-            ring_dropped_seen: 0,
-            ring_dropped_at: None,
-        }
-    }
-
     /// The latest reading of each vital this device has sent.
     pub fn latest_readings(&self) -> impl Iterator<Item = &Reading> {
         self.latest.iter().flatten()
@@ -226,41 +235,74 @@ impl DeviceState {
     }
 }
 
+/// Who owns an alarm: the state that raised it and clears it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Owner {
+    Rule {
+        slot: usize,
+        rule: usize,
+    },
+    Technical {
+        slot: usize,
+        condition: TechnicalCondition,
+    },
+}
+
 /// The alarm engine's whole state.
 pub struct Engine {
     rules: Vec<Rule>,
+    technical: Vec<TechnicalRule>,
+    audio_pause: Duration,
+    bp_schedule: BpSchedule,
     /// For each vital (by `Vital as usize`), the rules with a clause on it.
     rules_by_vital: [Vec<usize>; Vital::ALL.len()],
+    /// For each vital, the longest window a rate clause on it needs.
+    history_window: [Duration; Vital::ALL.len()],
     devices: Vec<DeviceState>,
     device_index: HashMap<DeviceId, usize>,
-    alarms: BTreeMap<AlarmId, Alarm>,
+    alarms: BTreeMap<AlarmId, (Alarm, Owner)>,
     next_alarm: u64,
     /// `None` without an active session.
     phase: Option<Phase>,
+    phase_since: Mono,
+    /// Clinical values seen during the baseline phase, and their medians once it ends.
+    baseline_samples: [Vec<f64>; Vital::ALL.len()],
+    baseline: [Option<f64>; Vital::ALL.len()],
     /// Scratch list of the (device, rule) pairs a measurement touched; kept to avoid an
     /// allocation per reading.
     judged: Vec<(usize, usize)>,
 }
 
 impl Engine {
-    pub fn new(rules: Vec<Rule>, devices: &[DeviceSpec], now: Mono) -> Self {
+    pub fn new(rule_set: RuleSet, devices: &[DeviceSpec], now: Mono) -> Self {
         let mut rules_by_vital: [Vec<usize>; Vital::ALL.len()] = Default::default();
-        for (index, rule) in rules.iter().enumerate() {
+        let mut history_window = [Duration::ZERO; Vital::ALL.len()];
+        for (index, rule) in rule_set.rules.iter().enumerate() {
             for clause in &rule.clauses {
-                let slot = &mut rules_by_vital[clause.vital as usize];
-                if !slot.contains(&index) {
-                    slot.push(index);
+                let vital = clause.vital as usize;
+                if !rules_by_vital[vital].contains(&index) {
+                    rules_by_vital[vital].push(index);
+                }
+                if let Some(window) = clause.window() {
+                    history_window[vital] = history_window[vital].max(window);
                 }
             }
         }
         let mut engine = Engine {
-            rules,
+            rules: rule_set.rules,
+            technical: rule_set.technical,
+            audio_pause: rule_set.audio_pause,
+            bp_schedule: rule_set.bp_schedule,
             rules_by_vital,
+            history_window,
             devices: Vec::new(),
             device_index: HashMap::new(),
             alarms: BTreeMap::new(),
             next_alarm: 1,
             phase: None,
+            phase_since: now,
+            baseline_samples: Default::default(),
+            baseline: [None; Vital::ALL.len()],
             judged: Vec::new(),
         };
         for spec in devices {
@@ -270,13 +312,28 @@ impl Engine {
     }
 
     fn add_device(&mut self, spec: &DeviceSpec, now: Mono) -> usize {
-        let mut state = DeviceState::new(spec, self.rules.len(), now);
-        for (rule_state, rule) in state.rules.iter_mut().zip(&self.rules) {
-            rule_state.clause_holds = vec![false; rule.clauses.len()];
-        }
         let index = self.devices.len();
         self.device_index.insert(spec.id.clone(), index);
-        self.devices.push(state);
+        self.devices.push(DeviceState {
+            id: spec.id.clone(),
+            silent_after: spec.silent_after,
+            measures_bp: spec.measures_bp,
+            link: LinkState::Connecting,
+            link_detail: None,
+            last_heard: None,
+            last_bp: None,
+            watched_since: now,
+            latest: Default::default(),
+            history: Default::default(),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| RuleState::new(r.clauses.len()))
+                .collect(),
+            technical: Default::default(),
+            ring_dropped_seen: 0,
+            ring_dropped_at: None,
+        });
         index
     }
 
@@ -286,7 +343,8 @@ impl Engine {
             None => self.add_device(
                 &DeviceSpec {
                     id: id.clone(),
-                    silent_after: DEFAULT_SILENT_AFTER,
+                    silent_after: Some(DEFAULT_SILENT_AFTER),
+                    measures_bp: false,
                 },
                 now,
             ),
@@ -305,9 +363,19 @@ impl Engine {
         self.phase
     }
 
-    /// Active alarms, oldest first.
+    /// The session's baseline of `vital`: the median of its baseline-phase readings, known
+    /// once the baseline phase has ended.
+    pub fn baseline(&self, vital: Vital) -> Option<f64> {
+        self.baseline[vital as usize]
+    }
+
+    /// Active alarms (latched ones included), oldest first.
     pub fn active_alarms(&self) -> impl Iterator<Item = &Alarm> {
-        self.alarms.values()
+        self.alarms.values().map(|(alarm, _)| alarm)
+    }
+
+    pub fn alarm(&self, id: AlarmId) -> Option<&Alarm> {
+        self.alarms.get(&id).map(|(alarm, _)| alarm)
     }
 
     /// Feeds one reading received at `now`.
@@ -325,9 +393,25 @@ impl Engine {
         judged.clear();
         for reading in readings {
             let slot = self.device_slot(&reading.device, now);
+            let vital = reading.vital as usize;
+            let clinical = reading.clinical_value();
             let device = &mut self.devices[slot];
             device.last_heard = Some(now);
-            device.latest[reading.vital as usize] = Some(reading.clone());
+            if reading.vital == Vital::Systolic && reading.value.is_some() {
+                device.last_bp = Some(now);
+            }
+            device.latest[vital] = Some(reading.clone());
+            if let Some(value) = clinical
+                && !self.history_window[vital].is_zero()
+            {
+                let history = &mut device.history[vital];
+                history.push_back((reading.received, value));
+                while history.front().is_some_and(|(at, _)| {
+                    reading.received.saturating_since(*at) > self.history_window[vital]
+                }) {
+                    history.pop_front();
+                }
+            }
             self.observe_quality(
                 slot,
                 reading.quality,
@@ -335,16 +419,26 @@ impl Engine {
                 now,
                 &mut out,
             );
+            self.devices[slot].technical[TechnicalCondition::DeviceSilent.index()].since = None;
             self.end_technical(slot, TechnicalCondition::DeviceSilent, now, &mut out);
+            if reading.vital == Vital::Systolic && reading.value.is_some() {
+                self.devices[slot].technical[TechnicalCondition::BpOverdue.index()].since = None;
+                self.end_technical(slot, TechnicalCondition::BpOverdue, now, &mut out);
+            }
 
             let Some(phase) = self.phase else { continue };
-            let clinical = reading.clinical_value();
-            for &rule_index in &self.rules_by_vital[reading.vital as usize] {
+            if let (Phase::Baseline, Some(value)) = (phase, clinical)
+                && self.baseline_samples[vital].len() < BASELINE_SAMPLES_MAX
+            {
+                self.baseline_samples[vital].push(value);
+            }
+            for &rule_index in &self.rules_by_vital[vital] {
                 let rule = &self.rules[rule_index];
                 if !rule.armed.contains(phase) {
                     continue;
                 }
-                let state = &mut self.devices[slot].rules[rule_index];
+                let device = &mut self.devices[slot];
+                let state = &mut device.rules[rule_index];
                 let Some(value) = clinical else {
                     // No trustworthy value: nothing confirms a pending condition, and nothing
                     // clears an active alarm either.
@@ -353,7 +447,12 @@ impl Engine {
                     }
                     continue;
                 };
-                evaluate_clauses(rule, state, reading.vital, value, reading.received);
+                let context = MeasureContext {
+                    history: &device.history[vital],
+                    baseline: self.baseline[vital],
+                    at: reading.received,
+                };
+                evaluate_clauses(rule, state, reading.vital, value, &context);
                 if !judged.contains(&(slot, rule_index)) {
                     judged.push((slot, rule_index));
                 }
@@ -384,15 +483,17 @@ impl Engine {
         let dev = &mut self.devices[slot];
         dev.link = state;
         dev.link_detail = detail;
+        // Hearing from the device at all means it is not silent.
         dev.last_heard = Some(now);
-        let lost = &mut dev.technical[TechnicalCondition::Disconnected.index()];
+        dev.technical[TechnicalCondition::DeviceSilent.index()].since = None;
+        let lost = &mut dev.technical[TechnicalCondition::DeviceDisconnected.index()];
         match state {
             LinkState::Lost => {
                 lost.since.get_or_insert(now);
             }
             LinkState::Connected | LinkState::Connecting => {
                 lost.since = None;
-                self.end_technical(slot, TechnicalCondition::Disconnected, now, &mut out);
+                self.end_technical(slot, TechnicalCondition::DeviceDisconnected, now, &mut out);
             }
         }
         self.settle_technical(slot, now, &mut out);
@@ -421,25 +522,36 @@ impl Engine {
     }
 
     /// Moves to a session phase (`None`: no active session). Rules that the new phase disarms
-    /// end their alarms and forget their pending conditions.
+    /// end their alarms and forget their pending conditions; advice follows the phase.
     pub fn set_phase(&mut self, phase: Option<Phase>, now: Mono) -> Vec<AlarmTransition> {
         let phase = phase.filter(|p| *p != Phase::Ended);
+        let previous = self.phase;
         let mut out = Vec::new();
+        if previous.is_none() && phase.is_some() {
+            // A new session: a new baseline.
+            self.baseline_samples.iter_mut().for_each(Vec::clear);
+            self.baseline = [None; Vital::ALL.len()];
+        }
+        if previous == Some(Phase::Baseline) && phase != Some(Phase::Baseline) {
+            for (vital, samples) in self.baseline_samples.iter_mut().enumerate() {
+                self.baseline[vital] = median(samples);
+            }
+        }
         self.phase = phase;
+        if previous != phase {
+            self.phase_since = now;
+        }
         for slot in 0..self.devices.len() {
             for rule_index in 0..self.rules.len() {
                 let armed = phase.is_some_and(|p| self.rules[rule_index].armed.contains(p));
-                if !armed {
-                    let state = &mut self.devices[slot].rules[rule_index];
-                    let alarm = state.alarm.take();
-                    let clauses = state.clause_holds.len();
-                    *state = RuleState {
-                        clause_holds: vec![false; clauses],
-                        ..RuleState::default()
-                    };
-                    if let Some(id) = alarm {
-                        self.end_alarm(id, now, &mut out);
-                    }
+                if armed {
+                    continue;
+                }
+                let state = &mut self.devices[slot].rules[rule_index];
+                let alarm = state.alarm.take();
+                *state = RuleState::new(state.clause_holds.len());
+                if let Some(id) = alarm {
+                    self.end_alarm(id, now, &mut out);
                 }
             }
             if phase.is_none() {
@@ -448,52 +560,142 @@ impl Engine {
                 }
             }
         }
+        self.refresh_advice(now, &mut out);
         // Conditions that began before the session (a sensor already off) count from their start.
         out.extend(self.tick(now));
         out
     }
 
+    /// Acknowledges an alarm: silent until its condition ends. A latched alarm whose condition
+    /// has already ended is thereby reset.
+    pub fn acknowledge(
+        &mut self,
+        id: AlarmId,
+        by: &str,
+        now: Mono,
+    ) -> Result<Vec<AlarmTransition>, ActionError> {
+        let (alarm, _) = self
+            .alarms
+            .get_mut(&id)
+            .ok_or(ActionError::NoSuchAlarm(id.0))?;
+        if alarm.acknowledged_by.is_some() {
+            return Ok(Vec::new());
+        }
+        alarm.acknowledged_by = Some(by.to_string());
+        alarm.audio_paused_by = None;
+        alarm.audio_paused_until = None;
+        alarm.escalating_since = None;
+        let mut out = vec![AlarmTransition {
+            change: Change::Acknowledged { by: by.to_string() },
+            alarm: alarm.clone(),
+            at: now,
+        }];
+        if !alarm.condition_present {
+            self.end_alarm(id, now, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Pauses the audio of one alarm, or of every active one (`None`), for the rule set's
+    /// audio-pause time. Acknowledged alarms are silent already and are left as they are.
+    pub fn audio_pause(
+        &mut self,
+        target: Option<AlarmId>,
+        by: &str,
+        now: Mono,
+    ) -> Result<Vec<AlarmTransition>, ActionError> {
+        let ids: Vec<AlarmId> = match target {
+            Some(id) if self.alarms.contains_key(&id) => vec![id],
+            Some(id) => return Err(ActionError::NoSuchAlarm(id.0)),
+            None => self.alarms.keys().copied().collect(),
+        };
+        let until = now + self.audio_pause;
+        let mut out = Vec::new();
+        for id in ids {
+            let Some((alarm, _)) = self.alarms.get_mut(&id) else {
+                continue;
+            };
+            if alarm.acknowledged_by.is_some() {
+                continue;
+            }
+            alarm.audio_paused_by = Some(by.to_string());
+            alarm.audio_paused_until = Some(until);
+            out.push(AlarmTransition {
+                change: Change::AudioPaused { by: by.to_string() },
+                alarm: alarm.clone(),
+                at: now,
+            });
+        }
+        Ok(out)
+    }
+
     /// Advances time: raises alarms whose condition delay has passed and technical alarms for
-    /// silence; ends overflow alarms after a quiet spell.
+    /// silence and overdue measurements, ends audio pauses that ran out, and escalates alarms
+    /// that persisted unacknowledged.
     pub fn tick(&mut self, now: Mono) -> Vec<AlarmTransition> {
         let mut out = Vec::new();
         for slot in 0..self.devices.len() {
-            let dev = &mut self.devices[slot];
-            let heard = dev.last_heard.unwrap_or(dev.watched_since);
-            let silent = &mut dev.technical[TechnicalCondition::DeviceSilent.index()];
-            if now.saturating_since(heard) >= dev.silent_after {
-                silent.since.get_or_insert(heard + dev.silent_after);
-            } else {
-                silent.since = None;
-            }
-            if let Some(at) = dev.ring_dropped_at
-                && now.saturating_since(at) >= RING_OVERFLOW_HOLD
-            {
-                dev.ring_dropped_at = None;
-                dev.technical[TechnicalCondition::RingOverflow.index()].since = None;
-                self.end_technical(slot, TechnicalCondition::RingOverflow, now, &mut out);
-            }
+            self.update_time_conditions(slot, now, &mut out);
             self.settle_technical(slot, now, &mut out);
 
-            if let Some(phase) = self.phase {
-                let silent_after = self.devices[slot].silent_after;
-                for rule_index in 0..self.rules.len() {
-                    if !self.rules[rule_index].armed.contains(phase) {
-                        continue;
-                    }
-                    let state = &self.devices[slot].rules[rule_index];
-                    // A pending condition is only raised on fresh data: a device that went
-                    // quiet is the silence alarm's business, not a reason to alarm on an old value.
-                    let fresh = state
-                        .last_reading
-                        .is_some_and(|at| now.saturating_since(at) <= silent_after);
-                    if state.alarm.is_none() && state.onset.is_some() && fresh {
-                        self.settle_rule(slot, rule_index, now, &mut out);
-                    }
+            let Some(phase) = self.phase else { continue };
+            let fresh_for = self.devices[slot].silent_after.unwrap_or(Duration::MAX);
+            for rule_index in 0..self.rules.len() {
+                if !self.rules[rule_index].armed.contains(phase) {
+                    continue;
+                }
+                let state = &self.devices[slot].rules[rule_index];
+                // A pending condition is only raised on fresh data: a device that went quiet
+                // is the silence alarm's business, not a reason to alarm on an old value.
+                let fresh = state
+                    .last_reading
+                    .is_some_and(|at| now.saturating_since(at) <= fresh_for);
+                if state.alarm.is_none() && state.onset.is_some() && fresh {
+                    self.settle_rule(slot, rule_index, now, &mut out);
                 }
             }
         }
+        self.resume_audio(now, &mut out);
+        self.escalate(now, &mut out);
         out
+    }
+
+    /// Conditions defined by the passing of time: silence, an overdue cuff, an overflow that
+    /// has stopped.
+    fn update_time_conditions(&mut self, slot: usize, now: Mono, out: &mut Vec<AlarmTransition>) {
+        let (phase, phase_since) = (self.phase, self.phase_since);
+        let interval = phase.and_then(|p| self.bp_schedule.interval(p));
+        let dev = &mut self.devices[slot];
+        if let Some(silent_after) = dev.silent_after {
+            let heard = dev.last_heard.unwrap_or(dev.watched_since);
+            let silent = &mut dev.technical[TechnicalCondition::DeviceSilent.index()];
+            silent.since =
+                (now.saturating_since(heard) >= silent_after).then_some(heard + silent_after);
+        }
+        let mut overdue_over = false;
+        if dev.measures_bp {
+            let overdue = &mut dev.technical[TechnicalCondition::BpOverdue.index()];
+            overdue.since = interval.and_then(|interval| {
+                let reference = dev.last_bp.map_or(phase_since, |bp| bp.max(phase_since));
+                let due = reference + interval;
+                (now >= due).then_some(due)
+            });
+            overdue_over = overdue.since.is_none();
+        }
+        let mut overflow_over = false;
+        if let Some(at) = dev.ring_dropped_at
+            && now.saturating_since(at) >= RING_OVERFLOW_HOLD
+        {
+            dev.ring_dropped_at = None;
+            dev.technical[TechnicalCondition::RingOverflow.index()].since = None;
+            overflow_over = true;
+        }
+        if overdue_over {
+            self.end_technical(slot, TechnicalCondition::BpOverdue, now, out);
+        }
+        if overflow_over {
+            self.end_technical(slot, TechnicalCondition::RingOverflow, now, out);
+        }
     }
 
     fn observe_quality(
@@ -535,15 +737,17 @@ impl Engine {
         if self.phase.is_none() {
             return;
         }
-        let disconnected = self.devices[slot].technical[TechnicalCondition::Disconnected.index()]
-            .since
-            .is_some();
+        let disconnected = self.devices[slot].technical
+            [TechnicalCondition::DeviceDisconnected.index()]
+        .since
+        .is_some();
         for condition in TechnicalCondition::ALL {
-            // A lost link is the cause of the silence: one alarm for one condition.
             if condition == TechnicalCondition::DeviceSilent && disconnected {
                 continue;
             }
-            let (priority, delay) = condition.defaults();
+            let TechnicalRule {
+                priority, delay, ..
+            } = self.technical[condition.index()];
             let dev = &self.devices[slot];
             let state = &dev.technical[condition.index()];
             let Some(since) = state.since else { continue };
@@ -551,26 +755,31 @@ impl Engine {
                 continue;
             }
             let device = dev.id.clone();
-            let id = self.raise(
-                Alarm {
-                    id: AlarmId(0),
-                    kind: AlarmKind::Technical,
-                    source: AlarmSource::Technical { condition },
-                    priority,
-                    device: device.clone(),
-                    vital: None,
-                    value: None,
-                    limit: None,
-                    message: format!("{device}: {}", condition.message()),
-                    advice: None,
-                    raised_at: now,
-                },
-                now,
-                out,
-            );
+            let alarm = Alarm {
+                id: AlarmId(0),
+                kind: AlarmKind::Technical,
+                source: AlarmSource::Technical { condition },
+                priority,
+                device: device.clone(),
+                vital: None,
+                value: None,
+                limit: None,
+                message: format!("{device}: {}", condition.message()),
+                advice: None,
+                condition_present: true,
+                latching: false,
+                acknowledged_by: None,
+                audio_paused_by: None,
+                audio_paused_until: None,
+                raised_at: now,
+                escalating_since: None,
+            };
+            let id = self.raise(alarm, Owner::Technical { slot, condition }, now, out);
             self.devices[slot].technical[condition.index()].alarm = Some(id);
         }
         if disconnected {
+            // A lost link is the cause of the silence: one alarm for one condition. Ended
+            // after the disconnection alarm is raised, so no moment passes without an alarm.
             self.end_technical(slot, TechnicalCondition::DeviceSilent, now, out);
         }
     }
@@ -582,16 +791,12 @@ impl Engine {
         now: Mono,
         out: &mut Vec<AlarmTransition>,
     ) {
-        let state = &mut self.devices[slot].technical[condition.index()];
-        if condition == TechnicalCondition::DeviceSilent {
-            state.since = None;
-        }
-        if let Some(id) = state.alarm.take() {
+        if let Some(id) = self.devices[slot].technical[condition.index()].alarm.take() {
             self.end_alarm(id, now, out);
         }
     }
 
-    /// Applies a rule's evaluated state: raise, escalate or end its alarm.
+    /// Applies a rule's evaluated state: raise, escalate, latch or end its alarm.
     fn settle_rule(
         &mut self,
         slot: usize,
@@ -600,23 +805,17 @@ impl Engine {
         out: &mut Vec<AlarmTransition>,
     ) {
         let rule = &self.rules[rule_index];
-        let device = self.devices[slot].id.clone();
         let state = &self.devices[slot].rules[rule_index];
         let holds = state.clause_holds.iter().any(|h| *h);
         let clause = &rule.clauses[state.last_clause];
-        let value = state.last_value;
+        let (value, limit, confirmed) = (state.last_value, state.last_limit, state.confirmed);
 
         match (state.alarm, holds) {
-            (Some(id), false) => {
-                self.devices[slot].rules[rule_index].alarm = None;
-                self.end_alarm(id, now, out);
-            }
             (None, true) => {
                 let Some(onset) = state.onset else { return };
                 if now.saturating_since(onset) < rule.delay {
                     return;
                 }
-                let confirmed = state.confirmed;
                 let (priority, advice) = self.rule_priority_and_advice(rule, confirmed);
                 let alarm = Alarm {
                     id: AlarmId(0),
@@ -625,43 +824,70 @@ impl Engine {
                         rule: rule.id.clone(),
                     },
                     priority,
-                    device: device.clone(),
+                    device: self.devices[slot].id.clone(),
                     vital: Some(clause.vital),
                     value: Some(value),
-                    limit: Some(clause.limit),
-                    message: describe(rule, clause, value, confirmed),
+                    limit: Some(limit),
+                    message: describe(rule, clause, value, limit, confirmed),
                     advice,
+                    condition_present: true,
+                    latching: latches(AlarmKind::Physiological, priority),
+                    acknowledged_by: None,
+                    audio_paused_by: None,
+                    audio_paused_until: None,
                     raised_at: now,
+                    escalating_since: None,
                 };
-                let id = self.raise(alarm, now, out);
+                let id = self.raise(
+                    alarm,
+                    Owner::Rule {
+                        slot,
+                        rule: rule_index,
+                    },
+                    now,
+                    out,
+                );
                 self.devices[slot].rules[rule_index].alarm = Some(id);
             }
             (Some(id), true) => {
-                if !state.confirmed {
-                    return;
-                }
-                let (priority, advice) = self.rule_priority_and_advice(rule, true);
-                let message = describe(rule, clause, value, true);
+                let (priority, advice) = self.rule_priority_and_advice(rule, confirmed);
+                let message = describe(rule, clause, value, limit, confirmed);
                 let vital = clause.vital;
-                let limit = clause.limit;
-                let Some(alarm) = self.alarms.get_mut(&id) else {
+                let Some((alarm, _)) = self.alarms.get_mut(&id) else {
                     return;
                 };
-                if alarm.priority >= priority {
-                    return;
+                if !alarm.condition_present {
+                    alarm.condition_present = true;
+                    alarm.value = Some(value);
+                    alarm.limit = Some(limit);
+                    alarm.message = message.clone();
+                    out.push(transition(Change::ConditionReturned, alarm, now));
                 }
-                let from = alarm.priority;
-                alarm.priority = priority;
-                alarm.advice = advice;
-                alarm.message = message;
-                alarm.vital = Some(vital);
-                alarm.value = Some(value);
-                alarm.limit = Some(limit);
-                out.push(AlarmTransition {
-                    change: Change::Escalated { from },
-                    alarm: alarm.clone(),
-                    at: now,
-                });
+                if confirmed && priority > alarm.priority {
+                    let from = alarm.priority;
+                    alarm.advice = advice;
+                    alarm.message = message;
+                    alarm.vital = Some(vital);
+                    alarm.value = Some(value);
+                    alarm.limit = Some(limit);
+                    raise_priority(alarm, priority);
+                    out.push(transition(Change::Escalated { from }, alarm, now));
+                }
+            }
+            (Some(id), false) => {
+                let Some((alarm, _)) = self.alarms.get_mut(&id) else {
+                    return;
+                };
+                if !alarm.condition_present {
+                    return; // latched, waiting for an acknowledgement
+                }
+                if alarm.latching && alarm.acknowledged_by.is_none() {
+                    alarm.condition_present = false;
+                    out.push(transition(Change::ConditionEnded, alarm, now));
+                } else {
+                    self.devices[slot].rules[rule_index].alarm = None;
+                    self.end_alarm(id, now, out);
+                }
             }
             (None, false) => {}
         }
@@ -680,56 +906,206 @@ impl Engine {
         (priority, advice)
     }
 
+    /// After a phase change: rule alarms carry the advice the new phase calls for.
+    fn refresh_advice(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
+        let ids: Vec<AlarmId> = self.alarms.keys().copied().collect();
+        for id in ids {
+            let Some((_, Owner::Rule { slot, rule })) = self.alarms.get(&id) else {
+                continue;
+            };
+            let (slot, rule) = (*slot, *rule);
+            let confirmed = self.devices[slot].rules[rule].confirmed;
+            let (_, advice) = self.rule_priority_and_advice(&self.rules[rule], confirmed);
+            if let Some((alarm, _)) = self.alarms.get_mut(&id)
+                && alarm.advice != advice
+            {
+                alarm.advice = advice;
+                out.push(transition(Change::AdviceChanged, alarm, now));
+            }
+        }
+    }
+
+    fn resume_audio(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
+        for (alarm, _) in self.alarms.values_mut() {
+            if alarm.audio_paused_until.is_some_and(|until| now >= until) {
+                alarm.audio_paused_until = None;
+                alarm.audio_paused_by = None;
+                out.push(transition(Change::AudioResumed, alarm, now));
+            }
+        }
+    }
+
+    /// Escalates alarms that stayed unacknowledged in an escalation phase for long enough.
+    fn escalate(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
+        let phase = self.phase;
+        for (alarm, owner) in self.alarms.values_mut() {
+            let escalation: Option<&Escalation> = match owner {
+                Owner::Rule { rule, .. } => self.rules[*rule].escalation.as_ref(),
+                Owner::Technical { condition, .. } => {
+                    self.technical[condition.index()].escalation.as_ref()
+                }
+            };
+            let Some(escalation) = escalation else {
+                continue;
+            };
+            let eligible = alarm.acknowledged_by.is_none()
+                && alarm.priority < escalation.priority
+                && phase.is_some_and(|p| escalation.phases.contains(p));
+            if !eligible {
+                alarm.escalating_since = None;
+                continue;
+            }
+            let since = *alarm.escalating_since.get_or_insert(now);
+            if now.saturating_since(since) >= escalation.after {
+                let from = alarm.priority;
+                raise_priority(alarm, escalation.priority);
+                out.push(transition(Change::Escalated { from }, alarm, now));
+            }
+        }
+    }
+
     /// Gives `alarm` its id, makes it active and reports it raised.
-    fn raise(&mut self, mut alarm: Alarm, now: Mono, out: &mut Vec<AlarmTransition>) -> AlarmId {
+    fn raise(
+        &mut self,
+        mut alarm: Alarm,
+        owner: Owner,
+        now: Mono,
+        out: &mut Vec<AlarmTransition>,
+    ) -> AlarmId {
         let id = AlarmId(self.next_alarm);
         self.next_alarm += 1;
         alarm.id = id;
-        out.push(AlarmTransition {
-            change: Change::Raised,
-            alarm: alarm.clone(),
-            at: now,
-        });
-        self.alarms.insert(id, alarm);
+        out.push(transition(Change::Raised, &alarm, now));
+        self.alarms.insert(id, (alarm, owner));
         id
     }
 
     fn end_alarm(&mut self, id: AlarmId, now: Mono, out: &mut Vec<AlarmTransition>) {
-        if let Some(alarm) = self.alarms.remove(&id) {
-            out.push(AlarmTransition {
-                change: Change::Ended,
-                alarm,
-                at: now,
-            });
+        let Some((mut alarm, owner)) = self.alarms.remove(&id) else {
+            return;
+        };
+        match owner {
+            Owner::Rule { slot, rule } => {
+                let state = &mut self.devices[slot].rules[rule];
+                if state.alarm == Some(id) {
+                    state.alarm = None;
+                }
+            }
+            Owner::Technical { slot, condition } => {
+                let state = &mut self.devices[slot].technical[condition.index()];
+                if state.alarm == Some(id) {
+                    state.alarm = None;
+                }
+            }
+        }
+        alarm.condition_present = false;
+        out.push(AlarmTransition {
+            change: Change::Ended,
+            alarm,
+            at: now,
+        });
+    }
+}
+
+fn transition(change: Change, alarm: &Alarm, at: Mono) -> AlarmTransition {
+    AlarmTransition {
+        change,
+        alarm: alarm.clone(),
+        at,
+    }
+}
+
+/// High-priority physiological alarms latch (clinical notes: latching).
+fn latches(kind: AlarmKind, priority: Priority) -> bool {
+    kind == AlarmKind::Physiological && priority == Priority::High
+}
+
+/// A higher priority is a new alarm signal: it sounds again, whatever pause or acknowledgement
+/// the lower one had.
+fn raise_priority(alarm: &mut Alarm, priority: Priority) {
+    alarm.priority = priority;
+    alarm.latching = latches(alarm.kind, priority);
+    alarm.acknowledged_by = None;
+    alarm.audio_paused_by = None;
+    alarm.audio_paused_until = None;
+    alarm.escalating_since = None;
+}
+
+fn median(samples: &mut [f64]) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let middle = samples.len() / 2;
+    Some(if samples.len() % 2 == 1 {
+        samples[middle]
+    } else {
+        (samples[middle - 1] + samples[middle]) / 2.0
+    })
+}
+
+/// What a clause may need beyond the reading's value.
+struct MeasureContext<'a> {
+    history: &'a VecDeque<(Mono, f64)>,
+    baseline: Option<f64>,
+    at: Mono,
+}
+
+impl MeasureContext<'_> {
+    /// The clause's measure of `value` (the value itself, or how far it moved in the window).
+    fn measure(&self, clause: &Clause, value: f64) -> f64 {
+        let within = |window: Duration| {
+            self.history
+                .iter()
+                .filter(move |(t, _)| self.at.saturating_since(*t) <= window)
+                .map(|(_, v)| *v)
+        };
+        match clause.measure {
+            Measure::Value => value,
+            Measure::FallWithin(window) => within(window).fold(value, f64::max) - value,
+            Measure::RiseWithin(window) => value - within(window).fold(value, f64::min),
         }
     }
 }
 
 /// Updates a rule's clauses with one clinical value of `vital`. Once every reading of the
 /// measurement is in, `conclude_rule` derives the condition and the caller settles it.
-fn evaluate_clauses(rule: &Rule, state: &mut RuleState, vital: Vital, value: f64, received: Mono) {
-    if state.measurement_at != Some(received) {
+fn evaluate_clauses(
+    rule: &Rule,
+    state: &mut RuleState,
+    vital: Vital,
+    value: f64,
+    context: &MeasureContext,
+) {
+    if state.measurement_at != Some(context.at) {
         state.previous_measurement_at = state.measurement_at;
         state.previous_measurement_crossed = state.measurement_crossed;
-        state.measurement_at = Some(received);
+        state.measurement_at = Some(context.at);
         state.measurement_crossed = false;
     }
-    state.last_reading = Some(received);
+    state.last_reading = Some(context.at);
     let alarming = state.alarm.is_some();
     for (index, clause) in rule.clauses.iter().enumerate() {
         if clause.vital != vital {
             continue;
         }
-        let met = clause.is_met(value);
+        // A baseline-relative limit is unknown until the session has a baseline.
+        let Some(limit) = clause.resolve_limit(context.baseline) else {
+            state.clause_holds[index] = false;
+            continue;
+        };
+        let measured = context.measure(clause, value);
+        let met = clause.is_met(measured, limit);
         let holds = if alarming && state.clause_holds[index] {
-            !clause.is_cleared(value, rule.hysteresis)
+            !clause.is_cleared(measured, limit, rule.hysteresis)
         } else {
             met
         };
         state.measurement_crossed |= met;
         if holds != state.clause_holds[index] || met {
             state.last_clause = index;
-            state.last_value = value;
+            state.last_value = measured;
+            state.last_limit = limit;
         }
         state.clause_holds[index] = holds;
     }
@@ -754,15 +1130,20 @@ fn conclude_rule(rule: &Rule, state: &mut RuleState, now: Mono) {
     }
 }
 
-fn describe(rule: &Rule, clause: &super::rules::Clause, value: f64, confirmed: bool) -> String {
+fn describe(rule: &Rule, clause: &Clause, value: f64, limit: f64, confirmed: bool) -> String {
+    let unit = clause.vital.unit();
     let confirmed = if confirmed { ", confirmed" } else { "" };
+    let shown = match clause.measure {
+        Measure::Value => format!("{} {value} {unit}", clause.vital),
+        Measure::FallWithin(_) => format!("{} fell {value} {unit}", clause.vital),
+        Measure::RiseWithin(_) => format!("{} rose {value} {unit}", clause.vital),
+    };
+    let resolved = match clause.limit {
+        super::rules::Limit::BaselinePercent(_) => format!(" = {limit:.0} {unit}"),
+        super::rules::Limit::Absolute(_) => String::new(),
+    };
     format!(
-        "{}: {} {} {} (limit {} {}{confirmed})",
-        rule.name,
-        clause.vital,
-        value,
-        clause.vital.unit(),
-        clause.comparison.symbol(),
-        clause.limit,
+        "{}: {shown} (limit {clause}{resolved}{confirmed})",
+        rule.name
     )
 }

@@ -2,14 +2,16 @@
 
 pub mod core;
 pub mod rules;
+pub mod task;
 #[cfg(test)]
 mod tests;
 
 pub use self::core::{
-    Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, DeviceState,
-    Engine, TechnicalCondition,
+    ActionError, Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec,
+    DeviceState, Engine,
 };
-pub use rules::{Clause, Comparison, Confirmation, PhaseSet, Priority, Rule};
-pub mod task;
-
+pub use rules::{
+    BpSchedule, Clause, Comparison, Confirmation, Escalation, Limit, Measure, PhaseSet, Priority,
+    Rule, RuleSet, TechnicalCondition, TechnicalRule,
+};
 pub use task::{CommandError, DeviceInfo, EngineHandle, EngineTask};

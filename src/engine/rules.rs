@@ -60,50 +60,124 @@ impl Comparison {
     }
 }
 
-/// One comparison of one vital with a limit, for example `SpO2 < 90`.
+/// What of a vital a clause looks at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure {
+    /// The reading's value.
+    Value,
+    /// How far the value fell within the window: the highest value in it minus this one.
+    FallWithin(Duration),
+    /// How far the value rose within the window: this one minus the lowest value in it.
+    RiseWithin(Duration),
+}
+
+/// What a clause compares with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Absolute(f64),
+    /// Relative to the session's baseline (the median of the baseline phase's readings):
+    /// `baseline × (1 + percent / 100)`. Unknown until the session has a baseline.
+    BaselinePercent(f64),
+}
+
+/// One comparison on one vital, for example `SpO2 < 90`, `SBP > baseline + 30 %` or
+/// `SpO2 fell ≥ 4 within 60 s`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {
     pub vital: Vital,
+    pub measure: Measure,
     pub comparison: Comparison,
-    pub limit: f64,
+    pub limit: Limit,
 }
 
 impl Clause {
-    /// The alarm condition holds for `value`.
-    pub fn is_met(&self, value: f64) -> bool {
+    /// A plain threshold on the value.
+    pub fn threshold(vital: Vital, comparison: Comparison, limit: f64) -> Self {
+        Clause {
+            vital,
+            measure: Measure::Value,
+            comparison,
+            limit: Limit::Absolute(limit),
+        }
+    }
+
+    /// The limit in the vital's unit, given the session's baseline of the vital.
+    pub fn resolve_limit(&self, baseline: Option<f64>) -> Option<f64> {
+        match self.limit {
+            Limit::Absolute(limit) => Some(limit),
+            Limit::BaselinePercent(percent) => baseline.map(|b| b * (1.0 + percent / 100.0)),
+        }
+    }
+
+    /// The window a rate clause needs to remember, if it is one.
+    pub fn window(&self) -> Option<Duration> {
+        match self.measure {
+            Measure::Value => None,
+            Measure::FallWithin(window) | Measure::RiseWithin(window) => Some(window),
+        }
+    }
+
+    /// The alarm condition holds for `value` (already measured) against `limit`.
+    pub fn is_met(&self, value: f64, limit: f64) -> bool {
         match self.comparison {
-            Comparison::Below => value < self.limit,
-            Comparison::AtOrBelow => value <= self.limit,
-            Comparison::Above => value > self.limit,
-            Comparison::AtOrAbove => value >= self.limit,
+            Comparison::Below => value < limit,
+            Comparison::AtOrBelow => value <= limit,
+            Comparison::Above => value > limit,
+            Comparison::AtOrAbove => value >= limit,
         }
     }
 
     /// The value is back on the safe side of the limit by at least `hysteresis`, so an active
     /// alarm may end. With zero hysteresis this is just "not met".
-    pub fn is_cleared(&self, value: f64, hysteresis: f64) -> bool {
+    pub fn is_cleared(&self, value: f64, limit: f64, hysteresis: f64) -> bool {
         if hysteresis <= 0.0 {
-            return !self.is_met(value);
+            return !self.is_met(value, limit);
         }
         if self.comparison.is_low_limit() {
-            value >= self.limit + hysteresis
+            value >= limit + hysteresis
         } else {
-            value <= self.limit - hysteresis
+            value <= limit - hysteresis
+        }
+    }
+
+    /// Whether this clause is a plain low (or high) limit on the value, for consistency checks.
+    pub fn absolute_value_limit(&self) -> Option<(bool, f64)> {
+        match (self.measure, self.limit) {
+            (Measure::Value, Limit::Absolute(limit)) => {
+                Some((self.comparison.is_low_limit(), limit))
+            }
+            _ => None,
         }
     }
 }
 
 impl fmt::Display for Clause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} {}",
-            self.vital,
-            self.comparison.symbol(),
-            self.limit,
-            self.vital.unit()
-        )
+        let unit = self.vital.unit();
+        match self.measure {
+            Measure::Value => write!(f, "{}", self.vital)?,
+            Measure::FallWithin(w) => {
+                write!(f, "{} fall within {} s", self.vital, w.as_secs_f64())?
+            }
+            Measure::RiseWithin(w) => {
+                write!(f, "{} rise within {} s", self.vital, w.as_secs_f64())?
+            }
+        }
+        write!(f, " {} ", self.comparison.symbol())?;
+        match self.limit {
+            Limit::Absolute(limit) => write!(f, "{limit} {unit}"),
+            Limit::BaselinePercent(percent) => write!(f, "baseline {percent:+} %"),
+        }
     }
+}
+
+/// An alarm that persists unacknowledged rises to `priority` after `after`, while the session
+/// is in one of `phases`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Escalation {
+    pub after: Duration,
+    pub priority: Priority,
+    pub phases: PhaseSet,
 }
 
 /// The set of session phases in which a rule is armed.
@@ -152,8 +226,111 @@ pub struct Rule {
     pub hysteresis: f64,
     pub armed: PhaseSet,
     pub confirmation: Option<Confirmation>,
+    pub escalation: Option<Escalation>,
     /// Advice that comes with the alarm while the infusion runs.
     pub advice: Option<String>,
+}
+
+/// The technical conditions the engine watches for each device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TechnicalCondition {
+    /// A continuous device (an oximeter) sent nothing for its silence limit.
+    DeviceSilent,
+    /// The transport lost the port or link.
+    DeviceDisconnected,
+    /// Readings flagged sensor off or searching.
+    SensorOff,
+    /// Readings flagged artefact or low perfusion.
+    PoorSignal,
+    /// No cuff measurement within the phase's interval (plus the rule's delay).
+    BpOverdue,
+    /// The device's ring buffer was full and readings were dropped.
+    RingOverflow,
+}
+
+impl TechnicalCondition {
+    pub const ALL: [TechnicalCondition; 6] = [
+        TechnicalCondition::DeviceSilent,
+        TechnicalCondition::DeviceDisconnected,
+        TechnicalCondition::SensorOff,
+        TechnicalCondition::PoorSignal,
+        TechnicalCondition::BpOverdue,
+        TechnicalCondition::RingOverflow,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TechnicalCondition::DeviceSilent => "device_silent",
+            TechnicalCondition::DeviceDisconnected => "device_disconnected",
+            TechnicalCondition::SensorOff => "sensor_off",
+            TechnicalCondition::PoorSignal => "poor_signal",
+            TechnicalCondition::BpOverdue => "bp_overdue",
+            TechnicalCondition::RingOverflow => "ring_overflow",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// What a nurse reads.
+    pub fn message(self) -> &'static str {
+        match self {
+            TechnicalCondition::DeviceSilent => "no data from the device",
+            TechnicalCondition::DeviceDisconnected => "device disconnected",
+            TechnicalCondition::SensorOff => "sensor off or searching",
+            TechnicalCondition::PoorSignal => "poor signal: artefact or low perfusion",
+            TechnicalCondition::BpOverdue => "blood pressure overdue: no cuff reading in time",
+            TechnicalCondition::RingOverflow => "readings dropped: ring buffer full",
+        }
+    }
+}
+
+/// How a technical condition alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TechnicalRule {
+    pub priority: Priority,
+    /// How long the condition lasts before the alarm (for BP overdue: the grace after the
+    /// phase's cuff interval).
+    pub delay: Duration,
+    pub escalation: Option<Escalation>,
+}
+
+/// The expected time between cuff measurements in each phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BpSchedule {
+    pub baseline: Duration,
+    pub infusion: Duration,
+    pub recovery: Duration,
+}
+
+impl BpSchedule {
+    pub fn interval(&self, phase: Phase) -> Option<Duration> {
+        match phase {
+            Phase::Baseline => Some(self.baseline),
+            Phase::Infusion => Some(self.infusion),
+            Phase::Recovery => Some(self.recovery),
+            Phase::Ended => None,
+        }
+    }
+}
+
+/// Everything the engine needs to know about alarms: the physiological rules, how each
+/// technical condition alarms, how long an audio pause lasts, and the cuff schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// Indexed by `TechnicalCondition::index`.
+    pub technical: Vec<TechnicalRule>,
+    pub audio_pause: Duration,
+    pub bp_schedule: BpSchedule,
+}
+
+impl RuleSet {
+    pub fn technical(&self, condition: TechnicalCondition) -> &TechnicalRule {
+        &self.technical[condition.index()]
+    }
 }
 
 #[cfg(test)]
@@ -162,25 +339,31 @@ mod tests {
 
     #[test]
     fn hysteresis_widens_only_the_way_out() {
-        let low = Clause {
-            vital: Vital::Spo2,
-            comparison: Comparison::Below,
-            limit: 90.0,
-        };
-        assert!(low.is_met(89.9));
-        assert!(!low.is_met(90.0));
-        assert!(!low.is_cleared(90.5, 1.0));
-        assert!(low.is_cleared(91.0, 1.0));
-        assert!(low.is_cleared(90.0, 0.0));
+        let low = Clause::threshold(Vital::Spo2, Comparison::Below, 90.0);
+        assert!(low.is_met(89.9, 90.0));
+        assert!(!low.is_met(90.0, 90.0));
+        assert!(!low.is_cleared(90.5, 90.0, 1.0));
+        assert!(low.is_cleared(91.0, 90.0, 1.0));
+        assert!(low.is_cleared(90.0, 90.0, 0.0));
 
-        let high = Clause {
+        let high = Clause::threshold(Vital::Systolic, Comparison::AtOrAbove, 180.0);
+        assert!(high.is_met(180.0, 180.0));
+        assert!(!high.is_cleared(176.0, 180.0, 5.0));
+        assert!(high.is_cleared(175.0, 180.0, 5.0));
+    }
+
+    #[test]
+    fn baseline_limits_resolve_only_with_a_baseline() {
+        let rise = Clause {
             vital: Vital::Systolic,
-            comparison: Comparison::AtOrAbove,
-            limit: 180.0,
+            measure: Measure::Value,
+            comparison: Comparison::Above,
+            limit: Limit::BaselinePercent(30.0),
         };
-        assert!(high.is_met(180.0));
-        assert!(!high.is_cleared(176.0, 5.0));
-        assert!(high.is_cleared(175.0, 5.0));
+        assert_eq!(rise.resolve_limit(None), None);
+        assert_eq!(rise.resolve_limit(Some(120.0)), Some(156.0));
+        assert_eq!(rise.to_string(), "systolic > baseline +30 %");
+        assert_eq!(rise.absolute_value_limit(), None);
     }
 
     #[test]

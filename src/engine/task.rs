@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::core::{AlarmTransition, DeviceSpec, Engine};
-use super::rules::Rule;
+use super::rules::RuleSet;
 use crate::acquire::ring::RingConsumer;
 use crate::clock::Clock;
 use crate::events::{
@@ -119,7 +119,7 @@ const EVENT_BACKLOG: usize = 4096;
 
 impl EngineTask {
     pub fn new(
-        rules: Vec<Rule>,
+        rules: RuleSet,
         devices: Vec<DeviceInfo>,
         rings: Vec<RingConsumer>,
         wake: Arc<Notify>,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::core::{AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, Engine};
-use super::rules::{PhaseSet, Priority, Rule};
-use crate::config::{DEFAULT_RULES, Source, parse_rules};
+use super::rules::{PhaseSet, Priority, Rule, RuleSet};
+use crate::config::{DEFAULT_RULES, Source, parse_rule_set};
 use crate::vitals::{DeviceId, LinkState, Mono, Phase, Quality, Reading, Vital};
 
 use Priority::{High, Low, Medium};
@@ -44,13 +44,17 @@ fn good(device: &str, vital: Vital, value: f64, at: f64) -> Reading {
     reading(device, vital, Some(value), Quality::GOOD, at)
 }
 
-/// The shipped default rules (`config/rules/default.toml`): the SpO2, pulse and blood-pressure
-/// rows of the default-rule table in `clinical.md`.
-fn clinical_rules() -> Vec<Rule> {
-    parse_rules(&Source::built_in("default", DEFAULT_RULES)).expect("the default rules load")
+/// The shipped default rule set (`config/rules/default.toml`): the default-rule and
+/// technical-alarm tables of `clinical.md`.
+fn clinical_rule_set() -> RuleSet {
+    parse_rule_set(&Source::built_in("default", DEFAULT_RULES)).expect("the default rules load")
 }
 
-/// The rules of `clinical_rules` with these ids.
+fn clinical_rules() -> Vec<Rule> {
+    clinical_rule_set().rules
+}
+
+/// The default rule set with only the rules with these ids.
 fn pick(ids: &[&str]) -> Vec<Rule> {
     clinical_rules()
         .into_iter()
@@ -58,17 +62,26 @@ fn pick(ids: &[&str]) -> Vec<Rule> {
         .collect()
 }
 
-/// An engine started at t = 0 watching `devices`: the oximeter goes silent after 10 s
-/// (`clinical.md`), the cuff after 20 min (longer than any measurement interval).
+/// An engine started at t = 0 watching `devices`, with the default technical alarms, audio
+/// pause and cuff schedule: the oximeter goes silent after 10 s (`clinical.md`); the cuff has
+/// no silence limit, only the BP-overdue schedule.
 fn engine(rules: Vec<Rule>, devices: &[&str]) -> Engine {
     let specs: Vec<DeviceSpec> = devices
         .iter()
         .map(|&id| DeviceSpec {
             id: DeviceId::new(id),
-            silent_after: Duration::from_secs(if id == CUFF { 20 * 60 } else { 10 }),
+            silent_after: (id != CUFF).then_some(Duration::from_secs(10)),
+            measures_bp: id == CUFF,
         })
         .collect();
-    Engine::new(rules, &specs, Mono::ZERO)
+    Engine::new(
+        RuleSet {
+            rules,
+            ..clinical_rule_set()
+        },
+        &specs,
+        Mono::ZERO,
+    )
 }
 
 /// Feeds readings in order, each at its receive time with a tick half a second later (the
@@ -153,7 +166,7 @@ fn seen(transitions: &[AlarmTransition]) -> Vec<Seen> {
                 AlarmSource::Technical { condition } => condition.as_str().to_string(),
             };
             (
-                tr.change,
+                tr.change.clone(),
                 tr.alarm.priority,
                 source,
                 tr.at.since_start().as_secs_f64(),
@@ -164,6 +177,16 @@ fn seen(transitions: &[AlarmTransition]) -> Vec<Seen> {
 
 fn raised(priority: Priority, source: &str, at: f64) -> Seen {
     (Change::Raised, priority, source.to_string(), at)
+}
+
+/// A latching (high-priority physiological) alarm whose condition ended: it stays until
+/// acknowledged.
+fn condition_ended(priority: Priority, source: &str, at: f64) -> Seen {
+    (Change::ConditionEnded, priority, source.to_string(), at)
+}
+
+fn condition_returned(priority: Priority, source: &str, at: f64) -> Seen {
+    (Change::ConditionReturned, priority, source.to_string(), at)
 }
 
 fn ended(priority: Priority, source: &str, at: f64) -> Seen {
@@ -238,7 +261,7 @@ fn spo2_below_85_raises_high_at_once_and_the_90_rule_still_waits_its_delay() {
             raised(High, "spo2_critical", 1.0),
             raised(Medium, "spo2_low", 16.0),
             ended(Medium, "spo2_low", 17.0),
-            ended(High, "spo2_critical", 17.0),
+            condition_ended(High, "spo2_critical", 17.0),
         ]
     );
 }
@@ -327,18 +350,18 @@ fn hysteresis_stops_a_critical_spo2_alarm_flapping_around_85() {
         run(1.0),
         [
             raised(High, "spo2_critical", 1.0),
-            ended(High, "spo2_critical", 6.0)
+            condition_ended(High, "spo2_critical", 6.0)
         ]
     );
     assert_eq!(
         run(0.0),
         [
             raised(High, "spo2_critical", 1.0),
-            ended(High, "spo2_critical", 2.0),
-            raised(High, "spo2_critical", 3.0),
-            ended(High, "spo2_critical", 4.0),
-            raised(High, "spo2_critical", 5.0),
-            ended(High, "spo2_critical", 6.0),
+            condition_ended(High, "spo2_critical", 2.0),
+            condition_returned(High, "spo2_critical", 3.0),
+            condition_ended(High, "spo2_critical", 4.0),
+            condition_returned(High, "spo2_critical", 5.0),
+            condition_ended(High, "spo2_critical", 6.0),
         ]
     );
 }
@@ -616,7 +639,7 @@ fn pulse_above_150_raises_high_after_10_s_and_above_120_medium_after_60_s() {
             raised(High, "pulse_critical_high", 11.0),
             raised(Medium, "pulse_high", 61.0),
             ended(Medium, "pulse_high", 62.0),
-            ended(High, "pulse_critical_high", 62.0),
+            condition_ended(High, "pulse_critical_high", 62.0),
         ]
     );
 }
@@ -631,7 +654,7 @@ fn pulse_below_40_raises_high_after_10_s_and_below_50_medium_after_30_s() {
         [
             raised(High, "pulse_critical_low", 11.0),
             raised(Medium, "pulse_low", 31.0),
-            ended(High, "pulse_critical_low", 32.0),
+            condition_ended(High, "pulse_critical_low", 32.0),
             ended(Medium, "pulse_low", 33.0),
         ]
     );
@@ -867,7 +890,7 @@ fn the_order_of_a_measurements_readings_does_not_change_the_outcome() {
     let expected = [
         raised(Medium, "bp_high", 60.0),
         escalated(Medium, High, "bp_high", 180.0),
-        ended(High, "bp_high", 300.0),
+        condition_ended(High, "bp_high", 300.0),
     ];
     assert_eq!(run(false), expected);
     assert_eq!(run(true), expected);
