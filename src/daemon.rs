@@ -15,6 +15,17 @@ use crate::server::{AppState, router};
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() && config.tokens.is_empty() {
+        anyhow::bail!(
+            "refusing to listen on {listen} without nurse tokens: anyone on that network could \
+             silence alarms or end a session. Configure [[api.token]] entries, or listen on 127.0.0.1"
+        );
+    }
+    if config.tokens.is_empty() {
+        tracing::warn!(
+            "no nurse tokens configured: session control and alarm actions are open to anyone on this machine"
+        );
+    }
     let clock = Clock::start(speed);
     if clock.speed() != 1.0 {
         tracing::warn!(
@@ -61,6 +72,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     let app = router(AppState {
         engine: handle,
         registry,
+        tokens: Arc::new(config.tokens),
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

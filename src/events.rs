@@ -6,15 +6,17 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::{Alarm, AlarmTransition};
-use crate::vitals::{DeviceId, LinkState, Quality, Reading, Session, Vital};
+use crate::clock::Clock;
+use crate::engine::{Alarm, Change};
+use crate::vitals::{DeviceId, LinkState, Mono, Quality, Reading, Session, Vital};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Reading(ReadingView),
-    Alarm(AlarmEvent),
-    Session(SessionView),
+    // Boxed: alarm events are rare and large; readings are frequent and small.
+    Alarm(Box<AlarmEvent>),
+    Session(SessionEvent),
     Link(LinkEvent),
 }
 
@@ -60,11 +62,48 @@ impl ReadingView {
     }
 }
 
+/// An alarm as the API shows it: the engine's alarm with its times in UTC and whether it
+/// sounds now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmView {
+    #[serde(flatten)]
+    pub alarm: Alarm,
+    pub raised: DateTime<Utc>,
+    /// Whether it should sound now (not acknowledged, no audio pause running).
+    pub audible: bool,
+    pub audio_paused_until: Option<DateTime<Utc>>,
+    pub audio_pause_remaining_s: Option<f64>,
+}
+
+impl AlarmView {
+    pub fn of(alarm: &Alarm, clock: &Clock, now: Mono) -> Self {
+        AlarmView {
+            alarm: alarm.clone(),
+            raised: clock.utc_at(alarm.raised_at),
+            audible: alarm.is_audible(now),
+            audio_paused_until: alarm.audio_paused_until.map(|until| clock.utc_at(until)),
+            audio_pause_remaining_s: alarm
+                .audio_paused_until
+                .map(|until| until.saturating_since(now).as_secs_f64()),
+        }
+    }
+}
+
+/// One alarm transition: what changed, the alarm after the change, and when.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlarmEvent {
     #[serde(flatten)]
-    pub transition: AlarmTransition,
+    pub change: Change,
+    pub alarm: AlarmView,
     pub time: DateTime<Utc>,
+}
+
+/// A session started or changed phase, and who did it (the nurse token's name).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionEvent {
+    #[serde(flatten)]
+    pub session: SessionView,
+    pub by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,5 +157,5 @@ pub struct StatusView {
     pub session: Option<SessionView>,
     pub devices: Vec<DeviceView>,
     /// Active alarms, highest priority first, then oldest first.
-    pub alarms: Vec<Alarm>,
+    pub alarms: Vec<AlarmView>,
 }

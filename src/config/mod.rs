@@ -61,6 +61,8 @@ struct ConfigFile {
     #[serde(default)]
     server: ServerFile,
     #[serde(default)]
+    api: ApiFile,
+    #[serde(default)]
     alarms: AlarmsFile,
     #[serde(default)]
     simulator: SimulatorFile,
@@ -86,6 +88,40 @@ impl Default for ServerFile {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiFile {
+    #[serde(default)]
+    token: Vec<toml::Spanned<TokenFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    name: String,
+    token: String,
+}
+
+/// A nurse (or nurse station) token: mutating API requests carry it as a bearer token, and
+/// what they do is recorded under its name.
+#[derive(Clone, PartialEq)]
+pub struct NurseToken {
+    pub name: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for NurseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("NurseToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest token accepted: long enough not to be guessed by trying.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +186,9 @@ pub struct Config {
     /// Where it came from, for messages.
     pub source: String,
     pub listen: SocketAddr,
+    /// Nurse tokens; without any, mutating requests are accepted from whoever reaches the
+    /// port (loopback only: the daemon refuses any other address without tokens).
+    pub tokens: Vec<NurseToken>,
     pub speed: f64,
     pub rules: RuleSet,
     /// Where the rules came from, for messages.
@@ -197,6 +236,8 @@ impl Config {
         };
         let rules = rules.map_err(|e| errors.extend(e.0)).ok();
 
+        let tokens = tokens(source, &file.api, &mut errors);
+
         let mut ids = HashSet::new();
         let mut devices = Vec::new();
         for spanned in &file.device {
@@ -220,6 +261,7 @@ impl Config {
             Some(rules) if errors.is_empty() => Ok(Config {
                 source: source.name.clone(),
                 listen: file.server.listen,
+                tokens,
                 speed: file.simulator.speed,
                 rules,
                 rules_source,
@@ -328,6 +370,49 @@ fn resolve_device(
     })
 }
 
+fn tokens(source: &Source, api: &ApiFile, errors: &mut Vec<ConfigError>) -> Vec<NurseToken> {
+    let mut names = HashSet::new();
+    let mut secrets = HashSet::new();
+    let mut tokens = Vec::new();
+    for spanned in &api.token {
+        let span = spanned.span();
+        let file = spanned.get_ref();
+        let name_ok = !file.name.trim().is_empty()
+            && file.name.len() <= 64
+            && !file.name.chars().any(char::is_control);
+        if !name_ok {
+            errors.push(source.error_at_key(
+                span.clone(),
+                "name",
+                "a token's name must be 1 to 64 printable characters",
+            ));
+        } else if !names.insert(file.name.clone()) {
+            errors.push(source.error_at_key(
+                span.clone(),
+                "name",
+                format!("token name `{}` is used twice", file.name),
+            ));
+        }
+        let secret_ok = file.token.len() >= MIN_TOKEN_LEN
+            && file.token.len() <= 256
+            && file.token.chars().all(|c| c.is_ascii_graphic());
+        if !secret_ok {
+            errors.push(source.error_at_key(
+                span.clone(),
+                "token",
+                format!("a token must be {MIN_TOKEN_LEN} to 256 printable ASCII characters without spaces"),
+            ));
+        } else if !secrets.insert(file.token.clone()) {
+            errors.push(source.error_at_key(span, "token", "two names share one token"));
+        }
+        tokens.push(NurseToken {
+            name: file.name.clone(),
+            token: file.token.clone(),
+        });
+    }
+    tokens
+}
+
 /// Loads a scenario: a built-in name, or a path to a `.toml` file relative to `source`.
 pub fn load_scenario(source: &Source, name: &str) -> Result<Scenario, ConfigErrors> {
     if name.ends_with(".toml") {
@@ -426,5 +511,30 @@ mod tests {
         let errors = parse("[alarms]\nrules = \"/nonexistent/rules.toml\"\n").unwrap_err();
         assert_eq!(errors.0[0].line, Some(2), "{errors}");
         assert!(errors.0[0].message.contains("cannot read"), "{errors}");
+    }
+
+    #[test]
+    fn tokens_must_be_long_distinct_and_named() {
+        let errors = parse(
+            "[[api.token]]\nname = \"a\"\ntoken = \"short\"\n\n[[api.token]]\nname = \"a\"\ntoken = \"long-enough-token-0001\"\n",
+        )
+        .unwrap_err();
+        let found: Vec<_> = errors.0.iter().map(|e| (e.line, e.key.clone())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(3), Some("token".into())),
+                (Some(6), Some("name".into()))
+            ],
+            "{errors}"
+        );
+        let config =
+            parse("[[api.token]]\nname = \"station\"\ntoken = \"long-enough-token-0001\"\n")
+                .unwrap();
+        assert_eq!(config.tokens[0].name, "station");
+        assert!(
+            !format!("{:?}", config.tokens[0]).contains("long-enough"),
+            "Debug must not print the secret"
+        );
     }
 }

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::core::{AlarmTransition, DeviceSpec, Engine};
+use super::core::{ActionError, AlarmId, AlarmTransition, DeviceSpec, Engine};
 use super::rules::RuleSet;
 use crate::acquire::ring::RingConsumer;
 use crate::clock::Clock;
 use crate::events::{
-    AlarmEvent, DeviceView, Event, LinkEvent, ReadingView, SessionView, StatusView,
+    AlarmEvent, AlarmView, DeviceView, Event, LinkEvent, ReadingView, SessionEvent, SessionView,
+    StatusView,
 };
 use crate::metrics::Metrics;
 use crate::vitals::{DeviceId, DeviceMessage, Mono, Phase, Session, SessionId};
@@ -38,6 +39,9 @@ pub enum CommandError {
     /// The request conflicts with the session's state (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// What the request names does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
     /// The engine task is gone (HTTP 503).
     #[error("the alarm engine is not running")]
     Unavailable,
@@ -46,11 +50,24 @@ pub enum CommandError {
 enum Command {
     StartSession {
         id: String,
+        by: String,
         reply: oneshot::Sender<Result<SessionView, CommandError>>,
     },
     SetPhase {
         phase: Phase,
+        by: String,
         reply: oneshot::Sender<Result<SessionView, CommandError>>,
+    },
+    Acknowledge {
+        alarm: AlarmId,
+        by: String,
+        reply: oneshot::Sender<Result<Vec<AlarmView>, CommandError>>,
+    },
+    AudioPause {
+        /// `None`: every active alarm.
+        alarm: Option<AlarmId>,
+        by: String,
+        reply: oneshot::Sender<Result<Vec<AlarmView>, CommandError>>,
     },
     Status {
         reply: oneshot::Sender<StatusView>,
@@ -77,13 +94,35 @@ impl EngineHandle {
         answer.await.map_err(|_| CommandError::Unavailable)
     }
 
-    pub async fn start_session(&self, id: String) -> Result<SessionView, CommandError> {
-        self.ask(|reply| Command::StartSession { id, reply })
+    /// Starts a session; `by` is who asked (the nurse token's name), recorded with it.
+    pub async fn start_session(&self, id: String, by: String) -> Result<SessionView, CommandError> {
+        self.ask(|reply| Command::StartSession { id, by, reply })
             .await?
     }
 
-    pub async fn set_phase(&self, phase: Phase) -> Result<SessionView, CommandError> {
-        self.ask(|reply| Command::SetPhase { phase, reply }).await?
+    pub async fn set_phase(&self, phase: Phase, by: String) -> Result<SessionView, CommandError> {
+        self.ask(|reply| Command::SetPhase { phase, by, reply })
+            .await?
+    }
+
+    /// Acknowledges an alarm; answers the alarm as it now is (none if that ended it).
+    pub async fn acknowledge(
+        &self,
+        alarm: AlarmId,
+        by: String,
+    ) -> Result<Vec<AlarmView>, CommandError> {
+        self.ask(|reply| Command::Acknowledge { alarm, by, reply })
+            .await?
+    }
+
+    /// Pauses the audio of one alarm or of all (`None`); answers the alarms paused.
+    pub async fn audio_pause(
+        &self,
+        alarm: Option<AlarmId>,
+        by: String,
+    ) -> Result<Vec<AlarmView>, CommandError> {
+        self.ask(|reply| Command::AudioPause { alarm, by, reply })
+            .await?
     }
 
     pub async fn status(&self) -> Result<StatusView, CommandError> {
@@ -239,13 +278,25 @@ impl EngineTask {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::StartSession { id, reply } => {
-                let result = self.start_session(&id);
+            Command::StartSession { id, by, reply } => {
+                let result = self.start_session(&id, by);
                 let _ = reply.send(result);
             }
-            Command::SetPhase { phase, reply } => {
-                let result = self.set_phase(phase);
+            Command::SetPhase { phase, by, reply } => {
+                let result = self.set_phase(phase, by);
                 let _ = reply.send(result);
+            }
+            Command::Acknowledge { alarm, by, reply } => {
+                let now = self.clock.now();
+                tracing::info!(alarm = alarm.0, by = %by, "acknowledge");
+                let result = self.engine.acknowledge(alarm, &by, now);
+                let _ = reply.send(self.publish_action(result, now));
+            }
+            Command::AudioPause { alarm, by, reply } => {
+                let now = self.clock.now();
+                tracing::info!(alarm = ?alarm.map(|a| a.0), by = %by, "audio pause");
+                let result = self.engine.audio_pause(alarm, &by, now);
+                let _ = reply.send(self.publish_action(result, now));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -253,7 +304,25 @@ impl EngineTask {
         }
     }
 
-    fn start_session(&mut self, id: &str) -> Result<SessionView, CommandError> {
+    /// Publishes a nurse action's transitions; answers the alarms it touched that are still
+    /// active.
+    fn publish_action(
+        &mut self,
+        result: Result<Vec<AlarmTransition>, ActionError>,
+        now: Mono,
+    ) -> Result<Vec<AlarmView>, CommandError> {
+        let transitions = result.map_err(|e| CommandError::NotFound(e.to_string()))?;
+        let mut ids: Vec<AlarmId> = transitions.iter().map(|t| t.alarm.id).collect();
+        ids.dedup();
+        self.publish_transitions(transitions);
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| self.engine.alarm(id))
+            .map(|alarm| AlarmView::of(alarm, &self.clock, now))
+            .collect())
+    }
+
+    fn start_session(&mut self, id: &str, by: String) -> Result<SessionView, CommandError> {
         let id = SessionId::parse(id).map_err(CommandError::Invalid)?;
         if let Some(active) = self.session.as_ref().filter(|s| s.is_active()) {
             return Err(CommandError::Conflict(format!(
@@ -263,12 +332,12 @@ impl EngineTask {
         }
         let now = self.clock.now();
         let session = Session::start(id, now, self.clock.utc_at(now));
-        tracing::info!(session = %session.id, "session started");
+        tracing::info!(session = %session.id, by = %by, "session started");
         self.session = Some(session);
-        self.enter_phase(Phase::Baseline, now)
+        self.enter_phase(Phase::Baseline, now, by)
     }
 
-    fn set_phase(&mut self, phase: Phase) -> Result<SessionView, CommandError> {
+    fn set_phase(&mut self, phase: Phase, by: String) -> Result<SessionView, CommandError> {
         let now = self.clock.now();
         let utc = self.clock.utc_at(now);
         let session = self
@@ -281,19 +350,27 @@ impl EngineTask {
         session
             .move_to(phase, now, utc)
             .map_err(CommandError::Conflict)?;
-        tracing::info!(session = %session.id, phase = %phase, "phase");
-        self.enter_phase(phase, now)
+        tracing::info!(session = %session.id, phase = %phase, by = %by, "phase");
+        self.enter_phase(phase, now, by)
     }
 
     /// Tells the core, the metrics and the sinks that the session is now in `phase`.
-    fn enter_phase(&mut self, phase: Phase, now: Mono) -> Result<SessionView, CommandError> {
+    fn enter_phase(
+        &mut self,
+        phase: Phase,
+        now: Mono,
+        by: String,
+    ) -> Result<SessionView, CommandError> {
         let active = (phase != Phase::Ended).then_some(phase);
         let transitions = self.engine.set_phase(active, now);
         self.metrics.set_phase(active);
         let view = self
             .session_view(now)
             .ok_or(CommandError::Conflict("no session".into()))?;
-        self.publish(Event::Session(view.clone()));
+        self.publish(Event::Session(SessionEvent {
+            session: view.clone(),
+            by,
+        }));
         self.publish_transitions(transitions);
         Ok(view)
     }
@@ -324,11 +401,16 @@ impl EngineTask {
                     .collect::<BTreeMap<_, _>>(),
             })
             .collect();
-        let mut alarms: Vec<_> = self.engine.active_alarms().cloned().collect();
+        let mut alarms: Vec<_> = self
+            .engine
+            .active_alarms()
+            .map(|alarm| AlarmView::of(alarm, &self.clock, now))
+            .collect();
         alarms.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.raised_at.cmp(&b.raised_at))
+            b.alarm
+                .priority
+                .cmp(&a.alarm.priority)
+                .then(a.alarm.raised_at.cmp(&b.alarm.raised_at))
         });
         StatusView {
             time: self.clock.utc_at(now),
@@ -354,8 +436,12 @@ impl EngineTask {
                 "{}",
                 alarm.message
             );
-            let time = self.clock.utc_at(transition.at);
-            self.publish(Event::Alarm(AlarmEvent { transition, time }));
+            let event = AlarmEvent {
+                alarm: AlarmView::of(&transition.alarm, &self.clock, transition.at),
+                time: self.clock.utc_at(transition.at),
+                change: transition.change,
+            };
+            self.publish(Event::Alarm(Box::new(event)));
         }
     }
 

@@ -2,14 +2,18 @@
 //!
 //! Every handler answers; none can take the daemon down. Bad JSON, an unknown phase or an
 //! impossible phase change gets a 4xx with a JSON `{"error": ...}` message.
+//!
+//! Reading (status, events, metrics) is open; acting (session control, acknowledge, audio
+//! pause) needs a nurse token when tokens are configured, and is recorded under its name.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,8 +25,9 @@ use serde::de::DeserializeOwned;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::engine::{CommandError, EngineHandle};
-use crate::events::Event;
+use crate::config::NurseToken;
+use crate::engine::{AlarmId, CommandError, EngineHandle};
+use crate::events::{AlarmView, Event};
 use crate::vitals::Phase;
 
 /// Largest request body accepted: session commands are tiny.
@@ -32,6 +37,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct AppState {
     pub engine: EngineHandle,
     pub registry: Registry,
+    pub tokens: Arc<Vec<NurseToken>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/session", post(start_session))
         .route("/api/v1/session/phase", post(set_phase))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/alarms/audio-pause", post(audio_pause_all))
+        .route("/api/v1/alarms/{id}/acknowledge", post(acknowledge))
+        .route("/api/v1/alarms/{id}/audio-pause", post(audio_pause))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -52,7 +61,13 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let mut response = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -61,6 +76,7 @@ impl From<CommandError> for ApiError {
         let status = match error {
             CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
             CommandError::Conflict(_) => StatusCode::CONFLICT,
+            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
             CommandError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, error.to_string())
@@ -116,9 +132,10 @@ struct StartSession {
 
 async fn start_session(
     State(state): State<AppState>,
+    Nurse(by): Nurse,
     ApiJson(body): ApiJson<StartSession>,
 ) -> Result<Response, ApiError> {
-    let session = state.engine.start_session(body.id).await?;
+    let session = state.engine.start_session(body.id, by).await?;
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
@@ -130,9 +147,100 @@ struct SetPhase {
 
 async fn set_phase(
     State(state): State<AppState>,
+    Nurse(by): Nurse,
     ApiJson(body): ApiJson<SetPhase>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.engine.set_phase(body.phase).await?).into_response())
+    Ok(Json(state.engine.set_phase(body.phase, by).await?).into_response())
+}
+
+/// The alarms an action left active (an acknowledged latched alarm ends: none).
+fn alarms_response(alarms: Vec<AlarmView>) -> Response {
+    Json(serde_json::json!({ "alarms": alarms })).into_response()
+}
+
+fn alarm_id(id: &str) -> Result<AlarmId, ApiError> {
+    id.parse().map(AlarmId).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an alarm id"),
+        )
+    })
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    Nurse(by): Nurse,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let alarms = state.engine.acknowledge(alarm_id(&id)?, by).await?;
+    Ok(alarms_response(alarms))
+}
+
+async fn audio_pause(
+    State(state): State<AppState>,
+    Nurse(by): Nurse,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let alarms = state.engine.audio_pause(Some(alarm_id(&id)?), by).await?;
+    Ok(alarms_response(alarms))
+}
+
+async fn audio_pause_all(
+    State(state): State<AppState>,
+    Nurse(by): Nurse,
+) -> Result<Response, ApiError> {
+    let alarms = state.engine.audio_pause(None, by).await?;
+    Ok(alarms_response(alarms))
+}
+
+/// Who is acting: the name of the nurse token the request carries (`local` when no tokens
+/// are configured, which the daemon allows only on loopback).
+pub struct Nurse(pub String);
+
+impl FromRequestParts<AppState> for Nurse {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.tokens.is_empty() {
+            return Ok(Nurse("local".to_string()));
+        }
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "this action needs a nurse token: send `Authorization: Bearer <token>`".into(),
+                )
+            })?;
+        // Compare with every token, whatever matches first, so timing does not tell which
+        // (or how much of one) matched.
+        let mut found = None;
+        for token in state.tokens.iter() {
+            if constant_time_eq(token.token.as_bytes(), presented.as_bytes()) && found.is_none() {
+                found = Some(token.name.clone());
+            }
+        }
+        found
+            .map(Nurse)
+            .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "unknown nurse token".into()))
+    }
+}
+
+/// Equality whose time depends only on the lengths, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for index in 0..a.len().max(b.len()) {
+        let x = a.get(index).copied().unwrap_or(0);
+        let y = b.get(index).copied().unwrap_or(0);
+        difference |= usize::from(x ^ y);
+    }
+    difference == 0
 }
 
 /// Server-sent events: a `status` snapshot first, then every reading, alarm transition,
@@ -165,4 +273,18 @@ fn sse_event(event: &Arc<Event>) -> SseEvent {
         .event(event.name())
         .json_data(event.as_ref())
         .unwrap_or_else(|e| SseEvent::default().event("error").data(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-123", b"secret-token-124"));
+        assert!(!constant_time_eq(b"secret-token-123", b"secret-token-12"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

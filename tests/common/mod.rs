@@ -71,12 +71,16 @@ impl Daemon {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
+        self.post_as(None, path, body).await
+    }
+
+    /// POSTs `body` carrying `token` as the nurse's bearer token (none: no header).
+    pub async fn post_as(&self, token: Option<&str>, path: &str, body: Value) -> (u16, Value) {
+        let mut request = reqwest::Client::new().post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
