@@ -114,10 +114,13 @@ pub struct SessionView {
     pub phase_since: DateTime<Utc>,
     pub seconds_in_phase: f64,
     pub infusion_started: Option<DateTime<Utc>>,
+    /// Per vital, the median of the baseline phase's readings (known once that phase ends):
+    /// what baseline-relative rules compare with.
+    pub baseline: BTreeMap<Vital, f64>,
 }
 
 impl SessionView {
-    pub fn of(session: &Session, seconds_in_phase: f64) -> Self {
+    pub fn of(session: &Session, seconds_in_phase: f64, baseline: BTreeMap<Vital, f64>) -> Self {
         SessionView {
             id: session.id.to_string(),
             phase: session.phase,
@@ -125,6 +128,7 @@ impl SessionView {
             phase_since: session.phase_since_utc,
             seconds_in_phase,
             infusion_started: session.infusion_started_utc,
+            baseline,
         }
     }
 }

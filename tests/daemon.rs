@@ -145,6 +145,19 @@ async fn the_status_api_shows_session_devices_readings_and_alarms() {
         );
     }
     assert_eq!(status["alarms"], json!([]));
+    assert_eq!(
+        status["session"]["baseline"],
+        json!({}),
+        "no baseline before the baseline phase ends"
+    );
+
+    daemon.set_phase("infusion").await;
+    let status = daemon.get_json("/api/v1/status").await;
+    let baseline = &status["session"]["baseline"];
+    let spo2 = baseline["spo2"]
+        .as_f64()
+        .expect("an SpO2 baseline from the baseline phase");
+    assert!((94.0..=100.0).contains(&spo2), "{baseline}");
 }
 
 #[tokio::test]

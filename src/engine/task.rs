@@ -21,7 +21,7 @@ use crate::events::{
     StatusView,
 };
 use crate::metrics::Metrics;
-use crate::vitals::{DeviceId, DeviceMessage, Mono, Phase, Session, SessionId};
+use crate::vitals::{DeviceId, DeviceMessage, Mono, Phase, Session, SessionId, Vital};
 
 /// At most this many messages are taken from one ring before the next ring gets its turn.
 const DRAIN_BATCH: usize = 256;
@@ -376,9 +376,17 @@ impl EngineTask {
     }
 
     fn session_view(&self, now: Mono) -> Option<SessionView> {
-        self.session
-            .as_ref()
-            .map(|s| SessionView::of(s, now.saturating_since(s.phase_since).as_secs_f64()))
+        let baseline = Vital::ALL
+            .into_iter()
+            .filter_map(|vital| self.engine.baseline(vital).map(|value| (vital, value)))
+            .collect();
+        self.session.as_ref().map(|s| {
+            SessionView::of(
+                s,
+                now.saturating_since(s.phase_since).as_secs_f64(),
+                baseline,
+            )
+        })
     }
 
     fn status(&self) -> StatusView {
