@@ -850,6 +850,7 @@ impl Engine {
                 self.devices[slot].rules[rule_index].alarm = Some(id);
             }
             (Some(id), true) => {
+                let phase = self.phase;
                 let (priority, advice) = self.rule_priority_and_advice(rule, confirmed);
                 let message = describe(rule, clause, value, limit, confirmed);
                 let vital = clause.vital;
@@ -871,6 +872,14 @@ impl Engine {
                     alarm.value = Some(value);
                     alarm.limit = Some(limit);
                     raise_priority(alarm, priority);
+                    // A new alarm signal: its escalation clock, if it still has one, starts now.
+                    if rule
+                        .escalation
+                        .as_ref()
+                        .is_some_and(|escalation| may_escalate(alarm, escalation, phase))
+                    {
+                        alarm.escalating_since = Some(now);
+                    }
                     out.push(transition(Change::Escalated { from }, alarm, now));
                 }
             }
@@ -939,19 +948,10 @@ impl Engine {
     fn escalate(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
         let phase = self.phase;
         for (alarm, owner) in self.alarms.values_mut() {
-            let escalation: Option<&Escalation> = match owner {
-                Owner::Rule { rule, .. } => self.rules[*rule].escalation.as_ref(),
-                Owner::Technical { condition, .. } => {
-                    self.technical[condition.index()].escalation.as_ref()
-                }
-            };
-            let Some(escalation) = escalation else {
+            let Some(escalation) = escalation_of(&self.rules, &self.technical, owner) else {
                 continue;
             };
-            let eligible = alarm.acknowledged_by.is_none()
-                && alarm.priority < escalation.priority
-                && phase.is_some_and(|p| escalation.phases.contains(p));
-            if !eligible {
+            if !may_escalate(alarm, escalation, phase) {
                 alarm.escalating_since = None;
                 continue;
             }
@@ -975,6 +975,12 @@ impl Engine {
         let id = AlarmId(self.next_alarm);
         self.next_alarm += 1;
         alarm.id = id;
+        // The escalation clock runs from the raise, not from the next tick.
+        if escalation_of(&self.rules, &self.technical, &owner)
+            .is_some_and(|escalation| may_escalate(&alarm, escalation, self.phase))
+        {
+            alarm.escalating_since = Some(now);
+        }
         out.push(transition(Change::Raised, &alarm, now));
         self.alarms.insert(id, (alarm, owner));
         id
@@ -1005,6 +1011,26 @@ impl Engine {
             at: now,
         });
     }
+}
+
+/// The escalation of the rule or technical condition that owns an alarm, if it has one.
+fn escalation_of<'a>(
+    rules: &'a [Rule],
+    technical: &'a [TechnicalRule],
+    owner: &Owner,
+) -> Option<&'a Escalation> {
+    match owner {
+        Owner::Rule { rule, .. } => rules[*rule].escalation.as_ref(),
+        Owner::Technical { condition, .. } => technical[condition.index()].escalation.as_ref(),
+    }
+}
+
+/// Whether the escalation clock of `alarm` runs: unacknowledged, below the escalation's
+/// priority, in one of its phases.
+fn may_escalate(alarm: &Alarm, escalation: &Escalation, phase: Option<Phase>) -> bool {
+    alarm.acknowledged_by.is_none()
+        && alarm.priority < escalation.priority
+        && phase.is_some_and(|p| escalation.phases.contains(p))
 }
 
 fn transition(change: Change, alarm: &Alarm, at: Mono) -> AlarmTransition {

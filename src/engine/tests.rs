@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::core::{AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, Engine};
-use super::rules::{PhaseSet, Priority, Rule, RuleSet};
+use super::core::{
+    ActionError, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, Engine,
+};
+use super::rules::{
+    Clause, Comparison, Escalation, Limit, Measure, PhaseSet, Priority, Rule, RuleSet,
+    TechnicalCondition,
+};
 use crate::config::{DEFAULT_RULES, Source, parse_rule_set};
 use crate::vitals::{DeviceId, LinkState, Mono, Phase, Quality, Reading, Vital};
 
@@ -199,6 +204,71 @@ fn escalated(from: Priority, to: Priority, source: &str, at: f64) -> Seen {
 
 fn repeat(value: f64, times: usize) -> Vec<f64> {
     vec![value; times]
+}
+
+fn acknowledged(by: &str, priority: Priority, source: &str, at: f64) -> Seen {
+    let change = Change::Acknowledged { by: by.to_string() };
+    (change, priority, source.to_string(), at)
+}
+
+fn audio_paused(by: &str, priority: Priority, source: &str, at: f64) -> Seen {
+    let change = Change::AudioPaused { by: by.to_string() };
+    (change, priority, source.to_string(), at)
+}
+
+fn audio_resumed(priority: Priority, source: &str, at: f64) -> Seen {
+    (Change::AudioResumed, priority, source.to_string(), at)
+}
+
+fn advice_changed(priority: Priority, source: &str, at: f64) -> Seen {
+    (Change::AdviceChanged, priority, source.to_string(), at)
+}
+
+/// Ticks at every whole second from `from` to `to` (both included), as the daemon's 1 s tick
+/// does, and collects every transition.
+fn tick_every_second(engine: &mut Engine, from: u32, to: u32) -> Vec<AlarmTransition> {
+    (from..=to)
+        .flat_map(|second| engine.tick(t(f64::from(second))))
+        .collect()
+}
+
+/// The ids of the active alarms (latched ones included), oldest first.
+fn active_ids(engine: &Engine) -> Vec<AlarmId> {
+    engine.active_alarms().map(|alarm| alarm.id).collect()
+}
+
+/// The default rule `id` alone, made to escalate to `priority` when left unacknowledged for
+/// `after_s` seconds in `phases`.
+fn escalating(id: &str, after_s: u64, priority: Priority, phases: PhaseSet) -> Vec<Rule> {
+    let mut rules = pick(&[id]);
+    rules[0].escalation = Some(Escalation {
+        after: Duration::from_secs(after_s),
+        priority,
+        phases,
+    });
+    rules
+}
+
+/// A rate-of-change rule, `{ spo2 falls_by 4 within 60 s }`: medium, at once, no hysteresis,
+/// armed for the whole session.
+fn spo2_fall_rule() -> Rule {
+    Rule {
+        id: "spo2_fall".into(),
+        name: "SpO2 falling".to_string(),
+        priority: Medium,
+        clauses: vec![Clause {
+            vital: Vital::Spo2,
+            measure: Measure::FallWithin(Duration::from_secs(60)),
+            comparison: Comparison::AtOrAbove,
+            limit: Limit::Absolute(4.0),
+        }],
+        delay: Duration::ZERO,
+        hysteresis: 0.0,
+        armed: PhaseSet::WHOLE_SESSION,
+        confirmation: None,
+        escalation: None,
+        advice: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -894,4 +964,794 @@ fn the_order_of_a_measurements_readings_does_not_change_the_outcome() {
     ];
     assert_eq!(run(false), expected);
     assert_eq!(run(true), expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latching (clinical notes: high-priority physiological alarms stay until acknowledged)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_critical_spo2_alarm_latches_when_its_condition_ends_and_sounds_until_acknowledged() {
+    let mut engine = engine(pick(&["spo2_critical"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = feed_spo2(&mut engine, 0.0, &[97.0, 80.0, 80.0, 97.0]);
+    assert_eq!(
+        seen(&out),
+        [
+            raised(High, "spo2_critical", 1.0),
+            condition_ended(High, "spo2_critical", 3.0)
+        ]
+    );
+    let id = out[0].alarm.id;
+    assert!(out[0].alarm.latching);
+    assert_eq!(out[1].alarm.id, id);
+    assert!(!out[1].alarm.condition_present);
+
+    // A minute of normal readings: the latched alarm stays, and it still sounds.
+    assert_eq!(seen(&feed_spo2(&mut engine, 4.0, &repeat(97.0, 57))), []);
+    assert_eq!(active_ids(&engine), [id]);
+    let alarm = engine.alarm(id).expect("the latched alarm is still active");
+    assert!(!alarm.condition_present);
+    assert_eq!(alarm.acknowledged_by, None);
+    assert!(alarm.is_audible(t(60.5)));
+
+    // Acknowledging it resets it.
+    let out = engine.acknowledge(id, "nurse", t(61.0)).unwrap();
+    assert_eq!(
+        seen(&out),
+        [
+            acknowledged("nurse", High, "spo2_critical", 61.0),
+            ended(High, "spo2_critical", 61.0)
+        ]
+    );
+    assert!(out.iter().all(|tr| tr.alarm.id == id));
+    assert_eq!(out[1].alarm.acknowledged_by.as_deref(), Some("nurse"));
+    assert_eq!(active_ids(&engine), []);
+}
+
+#[test]
+fn a_latched_alarm_whose_condition_returns_is_the_same_alarm_and_acknowledging_keeps_it() {
+    let mut engine = engine(pick(&["spo2_critical"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = feed_spo2(&mut engine, 0.0, &[97.0, 80.0, 97.0, 97.0, 82.0]);
+    assert_eq!(
+        seen(&out),
+        [
+            raised(High, "spo2_critical", 1.0),
+            condition_ended(High, "spo2_critical", 2.0),
+            condition_returned(High, "spo2_critical", 4.0),
+        ]
+    );
+    let id = out[0].alarm.id;
+    assert!(out.iter().all(|tr| tr.alarm.id == id));
+    assert!(out[2].alarm.condition_present);
+    assert_eq!(out[2].alarm.value, Some(82.0));
+    assert_eq!(active_ids(&engine), [id]);
+
+    // Acknowledged while the condition is back: silenced, not reset.
+    assert_eq!(
+        seen(&engine.acknowledge(id, "nurse", t(4.7)).unwrap()),
+        [acknowledged("nurse", High, "spo2_critical", 4.7)]
+    );
+    let alarm = engine
+        .alarm(id)
+        .expect("a present condition is never hidden");
+    assert!(alarm.condition_present);
+    assert!(!alarm.is_audible(t(4.7)));
+
+    // Once acknowledged it no longer latches: it ends with its condition.
+    assert_eq!(
+        seen(&feed_spo2(&mut engine, 5.0, &[82.0, 97.0])),
+        [ended(High, "spo2_critical", 6.0)]
+    );
+    assert_eq!(active_ids(&engine), []);
+}
+
+#[test]
+fn a_medium_spo2_alarm_does_not_latch() {
+    let mut engine = engine(pick(&["spo2_low"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let values = [repeat(88.0, 16), vec![97.0]].concat();
+    let out = feed_spo2(&mut engine, 0.0, &values);
+    assert_eq!(
+        seen(&out),
+        [
+            raised(Medium, "spo2_low", 15.0),
+            ended(Medium, "spo2_low", 16.0)
+        ]
+    );
+    assert!(!out[0].alarm.latching);
+    assert_eq!(active_ids(&engine), []);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acknowledge (clinical notes: audio off until it ends, visual while the condition exists)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn acknowledging_a_present_condition_silences_the_alarm_and_keeps_it_until_the_condition_ends() {
+    let mut engine = engine(pick(&["spo2_low"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = feed_spo2(&mut engine, 0.0, &repeat(88.0, 16));
+    assert_eq!(seen(&out), [raised(Medium, "spo2_low", 15.0)]);
+    let id = out[0].alarm.id;
+    assert!(out[0].alarm.is_audible(t(15.0)));
+
+    let out = engine.acknowledge(id, "nurse", t(15.7)).unwrap();
+    assert_eq!(
+        seen(&out),
+        [acknowledged("nurse", Medium, "spo2_low", 15.7)]
+    );
+    assert_eq!(out[0].alarm.acknowledged_by.as_deref(), Some("nurse"));
+    assert!(out[0].alarm.condition_present);
+    assert!(!out[0].alarm.is_audible(t(15.7)));
+
+    // Still below 90 for 25 s: visible, silent, nothing new.
+    assert_eq!(seen(&feed_spo2(&mut engine, 16.0, &repeat(88.0, 25))), []);
+    let alarm = engine
+        .alarm(id)
+        .expect("visible while the condition exists");
+    assert!(alarm.condition_present);
+    assert!(!alarm.is_audible(t(40.5)));
+
+    let out = feed_spo2(&mut engine, 41.0, &[97.0]);
+    assert_eq!(seen(&out), [ended(Medium, "spo2_low", 41.0)]);
+    assert_eq!(out[0].alarm.id, id);
+    assert_eq!(active_ids(&engine), []);
+}
+
+#[test]
+fn an_acknowledged_critical_alarm_ends_with_its_condition_instead_of_latching() {
+    let mut engine = engine(pick(&["spo2_critical"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = feed_spo2(&mut engine, 0.0, &[97.0, 80.0]);
+    assert_eq!(seen(&out), [raised(High, "spo2_critical", 1.0)]);
+    let id = out[0].alarm.id;
+    assert_eq!(
+        seen(&engine.acknowledge(id, "nurse", t(1.7)).unwrap()),
+        [acknowledged("nurse", High, "spo2_critical", 1.7)]
+    );
+    assert_eq!(active_ids(&engine), [id], "acknowledging hides nothing");
+    assert_eq!(
+        seen(&feed_spo2(&mut engine, 2.0, &[80.0, 80.0, 97.0])),
+        [ended(High, "spo2_critical", 4.0)]
+    );
+    assert_eq!(active_ids(&engine), []);
+}
+
+#[test]
+fn acknowledging_twice_is_a_no_op_and_an_unknown_or_ended_alarm_is_refused() {
+    let mut engine = engine(pick(&["spo2_low"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = feed_spo2(&mut engine, 0.0, &repeat(88.0, 16));
+    let id = out[0].alarm.id;
+    assert_eq!(
+        seen(&engine.acknowledge(id, "nurse", t(15.7)).unwrap()),
+        [acknowledged("nurse", Medium, "spo2_low", 15.7)]
+    );
+    assert_eq!(
+        seen(&engine.acknowledge(id, "doctor", t(15.8)).unwrap()),
+        []
+    );
+    let alarm = engine.alarm(id).unwrap();
+    assert_eq!(alarm.acknowledged_by.as_deref(), Some("nurse"));
+
+    let unknown = AlarmId(id.0 + 100);
+    assert_eq!(
+        engine.acknowledge(unknown, "nurse", t(15.9)),
+        Err(ActionError::NoSuchAlarm(unknown.0))
+    );
+    assert_eq!(
+        engine.audio_pause(Some(unknown), "nurse", t(15.9)),
+        Err(ActionError::NoSuchAlarm(unknown.0))
+    );
+
+    assert_eq!(
+        seen(&feed_spo2(&mut engine, 16.0, &[97.0])),
+        [ended(Medium, "spo2_low", 16.0)]
+    );
+    assert_eq!(
+        engine.acknowledge(id, "nurse", t(17.0)),
+        Err(ActionError::NoSuchAlarm(id.0))
+    );
+}
+
+#[test]
+fn an_acknowledged_technical_alarm_stays_while_its_condition_lasts() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    let ox = DeviceId::new(OX);
+    let out = engine.link(&ox, LinkState::Lost, None, t(5.0));
+    assert_eq!(seen(&out), [raised(Medium, "device_disconnected", 5.0)]);
+    let id = out[0].alarm.id;
+    assert_eq!(
+        seen(&engine.acknowledge(id, "nurse", t(6.0)).unwrap()),
+        [acknowledged("nurse", Medium, "device_disconnected", 6.0)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 7, 100)), []);
+    let alarm = engine.alarm(id).expect("still disconnected: still shown");
+    assert!(alarm.condition_present);
+    assert!(!alarm.is_audible(t(100.0)));
+    assert_eq!(
+        seen(&engine.link(&ox, LinkState::Connected, None, t(101.0))),
+        [ended(Medium, "device_disconnected", 101.0)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audio pause (clinical notes: per alarm, 120 s; a new alarm of higher priority sounds anyway)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_audio_pause_silences_an_alarm_for_exactly_120_s_then_it_sounds_again() {
+    let mut engine = engine(pick(&["bp_high"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = cuff(&mut engine, 185.0, 100.0, 60.0);
+    assert_eq!(seen(&out), [raised(Medium, "bp_high", 60.0)]);
+    let id = out[0].alarm.id;
+
+    let out = engine.audio_pause(Some(id), "nurse", t(70.0)).unwrap();
+    assert_eq!(seen(&out), [audio_paused("nurse", Medium, "bp_high", 70.0)]);
+    assert_eq!(out[0].alarm.audio_paused_by.as_deref(), Some("nurse"));
+    assert_eq!(out[0].alarm.acknowledged_by, None);
+    assert!(!out[0].alarm.is_audible(t(70.0)));
+    assert!(!out[0].alarm.is_audible(t(189.9)));
+
+    assert_eq!(seen(&tick_every_second(&mut engine, 71, 189)), []);
+    let out = engine.tick(t(190.0));
+    assert_eq!(seen(&out), [audio_resumed(Medium, "bp_high", 190.0)]);
+    assert_eq!(out[0].alarm.id, id);
+    assert_eq!(out[0].alarm.audio_paused_by, None);
+    assert!(out[0].alarm.condition_present);
+    assert!(engine.alarm(id).unwrap().is_audible(t(190.0)));
+    assert_eq!(seen(&tick_every_second(&mut engine, 191, 300)), [], "once");
+}
+
+#[test]
+fn an_alarm_that_ends_during_its_audio_pause_does_not_resume() {
+    let mut engine = engine(pick(&["bp_high"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let id = cuff(&mut engine, 185.0, 100.0, 60.0)[0].alarm.id;
+    engine.audio_pause(Some(id), "nurse", t(70.0)).unwrap();
+    assert_eq!(
+        seen(&cuff(&mut engine, 150.0, 90.0, 120.0)),
+        [ended(Medium, "bp_high", 120.0)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 121, 300)), []);
+}
+
+#[test]
+fn pausing_all_pauses_every_active_unacknowledged_alarm() {
+    // Recovery: the disconnection alarm does not escalate, so nothing but the pause changes.
+    let mut engine = engine(pick(&["bp_high", "bp_critical"]), &[OX, CUFF]);
+    engine.set_phase(Some(Phase::Recovery), t(0.0));
+    let lost = engine.link(&DeviceId::new(OX), LinkState::Lost, None, t(10.0));
+    assert_eq!(seen(&lost), [raised(Medium, "device_disconnected", 10.0)]);
+    let out = cuff(&mut engine, 205.0, 100.0, 20.0);
+    assert_eq!(
+        seen(&out),
+        [
+            raised(Medium, "bp_high", 20.0),
+            raised(High, "bp_critical", 20.0)
+        ]
+    );
+    let critical = out[1].alarm.id;
+    engine.acknowledge(critical, "nurse", t(25.0)).unwrap();
+
+    let out = engine.audio_pause(None, "nurse", t(30.0)).unwrap();
+    assert_eq!(
+        seen(&out),
+        [
+            audio_paused("nurse", Medium, "device_disconnected", 30.0),
+            audio_paused("nurse", Medium, "bp_high", 30.0),
+        ],
+        "the acknowledged alarm is silent already"
+    );
+    assert!(
+        engine
+            .active_alarms()
+            .all(|alarm| !alarm.is_audible(t(30.0)))
+    );
+    assert_eq!(engine.alarm(critical).unwrap().audio_paused_by, None);
+
+    assert_eq!(seen(&tick_every_second(&mut engine, 31, 149)), []);
+    assert_eq!(
+        seen(&engine.tick(t(150.0))),
+        [
+            audio_resumed(Medium, "device_disconnected", 150.0),
+            audio_resumed(Medium, "bp_high", 150.0),
+        ]
+    );
+    let audible: Vec<_> = engine
+        .active_alarms()
+        .map(|alarm| (alarm.id, alarm.is_audible(t(150.0))))
+        .collect();
+    assert_eq!(
+        audible,
+        [
+            (lost[0].alarm.id, true),
+            (out[1].alarm.id, true),
+            (critical, false)
+        ]
+    );
+}
+
+#[test]
+fn a_higher_priority_alarm_raised_during_an_audio_pause_sounds() {
+    let mut engine = engine(pick(&["spo2_critical", "bp_high"]), &[OX, CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    assert_eq!(seen(&feed_spo2(&mut engine, 0.0, &repeat(97.0, 30))), []);
+    let bp = cuff(&mut engine, 185.0, 100.0, 30.0);
+    assert_eq!(seen(&bp), [raised(Medium, "bp_high", 30.0)]);
+    assert_eq!(
+        seen(&engine.audio_pause(None, "nurse", t(30.0)).unwrap()),
+        [audio_paused("nurse", Medium, "bp_high", 30.0)]
+    );
+
+    let values = [repeat(97.0, 10), vec![80.0]].concat();
+    let out = feed_spo2(&mut engine, 30.0, &values);
+    assert_eq!(seen(&out), [raised(High, "spo2_critical", 40.0)]);
+    assert_eq!(out[0].alarm.audio_paused_by, None);
+    assert!(engine.alarm(out[0].alarm.id).unwrap().is_audible(t(40.0)));
+    assert!(!engine.alarm(bp[0].alarm.id).unwrap().is_audible(t(40.0)));
+}
+
+#[test]
+fn a_bp_confirmation_to_high_clears_the_audio_pause() {
+    let mut engine = engine(pick(&["bp_high"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let id = cuff(&mut engine, 185.0, 100.0, 60.0)[0].alarm.id;
+    engine.audio_pause(Some(id), "nurse", t(70.0)).unwrap();
+    let out = cuff(&mut engine, 182.0, 104.0, 180.0);
+    assert_eq!(seen(&out), [escalated(Medium, High, "bp_high", 180.0)]);
+    assert_eq!(out[0].alarm.audio_paused_by, None);
+    assert!(engine.alarm(id).unwrap().is_audible(t(180.0)));
+    assert_eq!(
+        seen(&tick_every_second(&mut engine, 181, 300)),
+        [],
+        "no pause left to run out"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escalation of alarms left unacknowledged
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn device_disconnected_in_infusion_escalates_to_high_exactly_60_s_later() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let ox = DeviceId::new(OX);
+    let out = engine.link(&ox, LinkState::Lost, None, t(10.0));
+    assert_eq!(seen(&out), [raised(Medium, "device_disconnected", 10.0)]);
+    let id = out[0].alarm.id;
+
+    assert_eq!(seen(&tick_every_second(&mut engine, 11, 69)), []);
+    let out = engine.tick(t(70.0));
+    assert_eq!(
+        seen(&out),
+        [escalated(Medium, High, "device_disconnected", 70.0)]
+    );
+    assert_eq!(out[0].alarm.id, id);
+    assert_eq!(out[0].alarm.kind, AlarmKind::Technical);
+    assert!(!out[0].alarm.latching, "technical alarms never latch");
+    assert_eq!(seen(&tick_every_second(&mut engine, 71, 200)), [], "once");
+    assert_eq!(
+        seen(&engine.link(&ox, LinkState::Connected, None, t(201.0))),
+        [ended(High, "device_disconnected", 201.0)]
+    );
+}
+
+#[test]
+fn device_disconnected_raised_in_baseline_escalates_60_s_after_the_infusion_starts() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    let lost = engine.link(&DeviceId::new(OX), LinkState::Lost, None, t(10.0));
+    assert_eq!(seen(&lost), [raised(Medium, "device_disconnected", 10.0)]);
+    assert_eq!(seen(&tick_every_second(&mut engine, 11, 299)), []);
+    assert_eq!(seen(&engine.set_phase(Some(Phase::Infusion), t(300.0))), []);
+    assert_eq!(seen(&tick_every_second(&mut engine, 301, 359)), []);
+    assert_eq!(
+        seen(&engine.tick(t(360.0))),
+        [escalated(Medium, High, "device_disconnected", 360.0)]
+    );
+}
+
+#[test]
+fn device_disconnected_does_not_escalate_once_the_infusion_has_ended() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let lost = engine.link(&DeviceId::new(OX), LinkState::Lost, None, t(10.0));
+    assert_eq!(seen(&lost), [raised(Medium, "device_disconnected", 10.0)]);
+    assert_eq!(seen(&tick_every_second(&mut engine, 11, 50)), []);
+    assert_eq!(seen(&engine.set_phase(Some(Phase::Recovery), t(50.5))), []);
+    assert_eq!(seen(&tick_every_second(&mut engine, 51, 600)), []);
+    assert_eq!(engine.alarm(lost[0].alarm.id).unwrap().priority, Medium);
+}
+
+#[test]
+fn acknowledging_device_disconnected_stops_its_escalation() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let lost = engine.link(&DeviceId::new(OX), LinkState::Lost, None, t(10.0));
+    let id = lost[0].alarm.id;
+    assert_eq!(seen(&tick_every_second(&mut engine, 11, 40)), []);
+    assert_eq!(
+        seen(&engine.acknowledge(id, "nurse", t(40.5)).unwrap()),
+        [acknowledged("nurse", Medium, "device_disconnected", 40.5)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 41, 600)), []);
+    let alarm = engine.alarm(id).unwrap();
+    assert_eq!(alarm.priority, Medium);
+    assert!(alarm.condition_present);
+}
+
+#[test]
+fn an_escalation_clears_the_audio_pause_of_the_alarm() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let lost = engine.link(&DeviceId::new(OX), LinkState::Lost, None, t(10.0));
+    let id = lost[0].alarm.id;
+    assert_eq!(
+        seen(&engine.audio_pause(Some(id), "nurse", t(20.0)).unwrap()),
+        [audio_paused("nurse", Medium, "device_disconnected", 20.0)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 21, 69)), []);
+    let out = engine.tick(t(70.0));
+    assert_eq!(
+        seen(&out),
+        [escalated(Medium, High, "device_disconnected", 70.0)]
+    );
+    assert_eq!(out[0].alarm.audio_paused_by, None);
+    assert!(out[0].alarm.is_audible(t(70.0)));
+    assert_eq!(
+        seen(&tick_every_second(&mut engine, 71, 200)),
+        [],
+        "the pause that would have run out at 140 s is gone"
+    );
+}
+
+#[test]
+fn a_physiological_rule_with_an_escalation_escalates_when_left_unacknowledged() {
+    let rules = escalating("hypotension", 120, High, PhaseSet::WHOLE_SESSION);
+    let mut engine = engine(rules, &[CUFF]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    let out = cuff(&mut engine, 85.0, 50.0, 60.0);
+    assert_eq!(seen(&out), [raised(Medium, "hypotension", 60.0)]);
+    let id = out[0].alarm.id;
+    assert!(!out[0].alarm.latching);
+
+    assert_eq!(seen(&tick_every_second(&mut engine, 61, 179)), []);
+    let out = engine.tick(t(180.0));
+    assert_eq!(seen(&out), [escalated(Medium, High, "hypotension", 180.0)]);
+    assert_eq!(out[0].alarm.id, id);
+    assert!(out[0].alarm.latching, "now a high physiological alarm");
+
+    assert_eq!(
+        seen(&cuff(&mut engine, 120.0, 80.0, 300.0)),
+        [condition_ended(High, "hypotension", 300.0)]
+    );
+    assert_eq!(
+        seen(&engine.acknowledge(id, "nurse", t(310.0)).unwrap()),
+        [
+            acknowledged("nurse", High, "hypotension", 310.0),
+            ended(High, "hypotension", 310.0)
+        ]
+    );
+}
+
+/// A rule whose confirmation and escalation both raise the priority: low, confirmed to medium,
+/// escalating to high after 60 s. The confirmation is a new alarm signal, so the escalation
+/// clock starts again from it (not from the raise, not from the next tick).
+#[test]
+fn a_confirmation_restarts_the_escalation_clock() {
+    let mut rules = escalating("bp_high", 60, High, PhaseSet::of(&[Phase::Infusion]));
+    rules[0].priority = Low;
+    rules[0].confirmation.as_mut().unwrap().priority = Medium;
+    let mut engine = engine(rules, &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    assert_eq!(
+        seen(&cuff(&mut engine, 185.0, 100.0, 60.0)),
+        [raised(Low, "bp_high", 60.0)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 61, 99)), []);
+    assert_eq!(
+        seen(&cuff(&mut engine, 185.0, 100.0, 100.0)),
+        [escalated(Low, Medium, "bp_high", 100.0)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 101, 159)), []);
+    assert_eq!(
+        seen(&engine.tick(t(160.0))),
+        [escalated(Medium, High, "bp_high", 160.0)]
+    );
+}
+
+#[test]
+fn an_acknowledged_physiological_alarm_does_not_escalate() {
+    let rules = escalating("hypotension", 120, High, PhaseSet::WHOLE_SESSION);
+    let mut engine = engine(rules, &[CUFF]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    let id = cuff(&mut engine, 85.0, 50.0, 60.0)[0].alarm.id;
+    assert_eq!(seen(&tick_every_second(&mut engine, 61, 100)), []);
+    engine.acknowledge(id, "nurse", t(100.5)).unwrap();
+    assert_eq!(seen(&tick_every_second(&mut engine, 101, 500)), []);
+    assert_eq!(engine.alarm(id).unwrap().priority, Medium);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline-relative limits (bp_rise: SBP > baseline + 30 %)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bp_rise_is_judged_against_the_median_of_the_baseline_cuff_readings() {
+    let mut engine = engine(pick(&["bp_rise"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    assert_eq!(seen(&cuff(&mut engine, 118.0, 76.0, 60.0)), []);
+    assert_eq!(seen(&cuff(&mut engine, 122.0, 78.0, 240.0)), []);
+    // An artefact is no part of the baseline (counted, the median would be 121).
+    let artefact = reading(CUFF, Vital::Systolic, Some(200.0), Quality::ARTEFACT, 300.0);
+    assert_eq!(seen(&engine.observe(&artefact, t(300.0))), []);
+    assert_eq!(seen(&cuff(&mut engine, 120.0, 80.0, 420.0)), []);
+    assert_eq!(
+        engine.baseline(Vital::Systolic),
+        None,
+        "unknown until it ends"
+    );
+
+    assert_eq!(seen(&engine.set_phase(Some(Phase::Infusion), t(600.0))), []);
+    assert_eq!(engine.baseline(Vital::Systolic), Some(120.0));
+    // The limit is 120 × 1.3 = 156: a reading at it is not above it.
+    assert_eq!(seen(&cuff(&mut engine, 156.0, 90.0, 700.0)), []);
+    let out = cuff(&mut engine, 157.0, 90.0, 1000.0);
+    assert_eq!(seen(&out), [raised(Low, "bp_rise", 1000.0)]);
+    let alarm = &out[0].alarm;
+    assert_eq!(
+        (alarm.vital, alarm.value, alarm.limit),
+        (Some(Vital::Systolic), Some(157.0), Some(156.0))
+    );
+    assert!(alarm.message.contains("= 156 mmHg"), "{}", alarm.message);
+}
+
+#[test]
+fn without_baseline_readings_bp_rise_raises_nothing() {
+    let mut engine = engine(pick(&["bp_rise"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    assert_eq!(seen(&engine.set_phase(Some(Phase::Infusion), t(600.0))), []);
+    assert_eq!(engine.baseline(Vital::Systolic), None);
+    assert_eq!(seen(&cuff(&mut engine, 200.0, 100.0, 700.0)), []);
+    assert_eq!(seen(&cuff(&mut engine, 210.0, 100.0, 800.0)), []);
+}
+
+#[test]
+fn baseline_readings_do_not_leak_into_the_next_session() {
+    let mut engine = engine(pick(&["bp_rise"]), &[CUFF]);
+    // Session 1: baseline 100, limit 130.
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    for at in [60.0, 120.0, 180.0] {
+        cuff(&mut engine, 100.0, 60.0, at);
+    }
+    engine.set_phase(Some(Phase::Infusion), t(600.0));
+    assert_eq!(engine.baseline(Vital::Systolic), Some(100.0));
+    assert_eq!(
+        seen(&cuff(&mut engine, 135.0, 80.0, 700.0)),
+        [raised(Low, "bp_rise", 700.0)]
+    );
+    assert_eq!(
+        seen(&engine.set_phase(None, t(800.0))),
+        [ended(Low, "bp_rise", 800.0)]
+    );
+
+    // Session 2: one baseline reading of 140, limit 182. With session 1's readings mixed in
+    // the median would be 100 and 160 would raise.
+    engine.set_phase(Some(Phase::Baseline), t(1000.0));
+    assert_eq!(engine.baseline(Vital::Systolic), None, "a new session");
+    cuff(&mut engine, 140.0, 85.0, 1060.0);
+    engine.set_phase(Some(Phase::Infusion), t(1200.0));
+    assert_eq!(engine.baseline(Vital::Systolic), Some(140.0));
+    assert_eq!(seen(&cuff(&mut engine, 160.0, 90.0, 1300.0)), []);
+    assert_eq!(
+        seen(&engine.set_phase(None, t(1400.0))),
+        [],
+        "nothing was raised"
+    );
+
+    // Session 3: no baseline readings, so no baseline (not session 2's 140).
+    engine.set_phase(Some(Phase::Baseline), t(2000.0));
+    engine.set_phase(Some(Phase::Infusion), t(2600.0));
+    assert_eq!(engine.baseline(Vital::Systolic), None);
+    assert_eq!(seen(&cuff(&mut engine, 200.0, 100.0, 2700.0)), []);
+    engine.set_phase(None, t(2800.0));
+
+    // Session 4 has a baseline of 140 (limit 182); session 5 starts straight in the infusion,
+    // so it has no baseline at all.
+    engine.set_phase(Some(Phase::Baseline), t(3000.0));
+    cuff(&mut engine, 140.0, 85.0, 3060.0);
+    engine.set_phase(Some(Phase::Infusion), t(3600.0));
+    engine.set_phase(None, t(3700.0));
+    engine.set_phase(Some(Phase::Infusion), t(4000.0));
+    assert_eq!(engine.baseline(Vital::Systolic), None);
+    assert_eq!(seen(&cuff(&mut engine, 200.0, 100.0, 4100.0)), []);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate of change ({ spo2 falls_by 4 within 60 s })
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn spo2_falling_by_4_within_60_s_raises_the_rate_alarm() {
+    let mut engine = engine(vec![spo2_fall_rule()], &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    // 97 → 92 in steps of 10 s: 93 at t = 40 is 4 below the 97 of t = 0..9. The alarm ends at
+    // t = 80, when the last 96 (t = 19) has left the window and the fall is 3.
+    let values = [
+        repeat(97.0, 10),
+        repeat(96.0, 10),
+        repeat(95.0, 10),
+        repeat(94.0, 10),
+        repeat(93.0, 10),
+        repeat(92.0, 40),
+    ]
+    .concat();
+    let out = feed_spo2(&mut engine, 0.0, &values);
+    assert_eq!(
+        seen(&out),
+        [
+            raised(Medium, "spo2_fall", 40.0),
+            ended(Medium, "spo2_fall", 80.0)
+        ]
+    );
+    let alarm = &out[0].alarm;
+    assert_eq!(
+        (alarm.vital, alarm.value, alarm.limit),
+        (Some(Vital::Spo2), Some(4.0), Some(4.0))
+    );
+    assert!(alarm.message.contains("fell 4 %"), "{}", alarm.message);
+}
+
+#[test]
+fn the_same_spo2_fall_spread_over_90_s_raises_nothing() {
+    let mut engine = engine(vec![spo2_fall_rule()], &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    // 97 → 92 evenly over 90 s: at most 3.3 within any 60 s.
+    let falling = (0..=90).map(|second| 97.0 - 5.0 * f64::from(second) / 90.0);
+    let values: Vec<f64> = falling.chain(repeat(92.0, 60)).collect();
+    assert_eq!(seen(&feed_spo2(&mut engine, 0.0, &values)), []);
+}
+
+#[test]
+fn flagged_readings_never_count_towards_a_fall() {
+    let mut engine = engine(vec![spo2_fall_rule()], &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let mut out = feed_spo2(&mut engine, 0.0, &repeat(97.0, 10));
+    // A flagged dip to 90 (a fall of 7, were it counted) ...
+    out.extend(feed_flagged(
+        &mut engine,
+        Quality::ARTEFACT,
+        Some(90.0),
+        10.0,
+        3,
+    ));
+    // ... and a flagged spike to 99 before 94 (a fall of 5 from it, 3 from the good 97).
+    out.extend(feed_spo2(&mut engine, 13.0, &repeat(97.0, 5)));
+    out.extend(feed_flagged(
+        &mut engine,
+        Quality::LOW_PERFUSION,
+        Some(99.0),
+        18.0,
+        1,
+    ));
+    out.extend(feed_spo2(&mut engine, 19.0, &repeat(94.0, 10)));
+    assert_eq!(seen(&out), []);
+}
+
+// ---------------------------------------------------------------------------------------------
+// BP overdue (no cuff reading within the phase's interval + the technical rule's 120 s)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_silent_cuff_in_infusion_raises_bp_overdue_720_s_after_its_last_reading() {
+    let mut engine = engine(Vec::new(), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    assert_eq!(seen(&cuff(&mut engine, 120.0, 80.0, 100.0)), []);
+    assert_eq!(seen(&tick_every_second(&mut engine, 101, 819)), []);
+    let out = engine.tick(t(820.0));
+    assert_eq!(seen(&out), [raised(Low, "bp_overdue", 820.0)]);
+    let alarm = &out[0].alarm;
+    assert_eq!(alarm.kind, AlarmKind::Technical);
+    assert_eq!(alarm.device, DeviceId::new(CUFF));
+    assert_eq!(
+        alarm.source,
+        AlarmSource::Technical {
+            condition: TechnicalCondition::BpOverdue
+        }
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 821, 899)), [], "once");
+
+    // A measurement ends it, and the schedule counts from it.
+    assert_eq!(
+        seen(&cuff(&mut engine, 120.0, 80.0, 900.0)),
+        [ended(Low, "bp_overdue", 900.0)]
+    );
+    assert_eq!(seen(&tick_every_second(&mut engine, 901, 1619)), []);
+    assert_eq!(
+        seen(&engine.tick(t(1620.0))),
+        [raised(Low, "bp_overdue", 1620.0)]
+    );
+}
+
+#[test]
+fn a_phase_change_ends_bp_overdue_and_restarts_the_schedule() {
+    let mut engine = engine(Vec::new(), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    cuff(&mut engine, 120.0, 80.0, 100.0);
+    assert_eq!(
+        seen(&tick_every_second(&mut engine, 101, 849)),
+        [raised(Low, "bp_overdue", 820.0)]
+    );
+    assert_eq!(
+        seen(&engine.set_phase(Some(Phase::Recovery), t(850.0))),
+        [ended(Low, "bp_overdue", 850.0)]
+    );
+    // Recovery: every 900 s, from the phase's start.
+    assert_eq!(seen(&tick_every_second(&mut engine, 851, 1869)), []);
+    assert_eq!(
+        seen(&engine.tick(t(1870.0))),
+        [raised(Low, "bp_overdue", 1870.0)]
+    );
+}
+
+#[test]
+fn a_phase_change_restarts_a_pending_bp_schedule() {
+    // Never measured: due 600 s after the baseline starts, alarm 120 s later (720 s) ...
+    let mut engine = engine(Vec::new(), &[CUFF]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    assert_eq!(seen(&tick_every_second(&mut engine, 1, 649)), []);
+    // ... but the infusion starts at 650 s, overdue since 600 s: counted again from 650 s.
+    assert_eq!(seen(&engine.set_phase(Some(Phase::Infusion), t(650.0))), []);
+    assert_eq!(seen(&tick_every_second(&mut engine, 651, 1369)), []);
+    assert_eq!(
+        seen(&engine.tick(t(1370.0))),
+        [raised(Low, "bp_overdue", 1370.0)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Advice follows the phase
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_confirmed_bp_high_alarm_loses_its_pause_advice_when_the_infusion_ends() {
+    let mut engine = engine(pick(&["bp_high", "bp_critical"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = cuff(&mut engine, 205.0, 100.0, 60.0);
+    assert_eq!(
+        seen(&out),
+        [
+            raised(Medium, "bp_high", 60.0),
+            raised(High, "bp_critical", 60.0)
+        ]
+    );
+    let (high, critical) = (out[0].alarm.id, out[1].alarm.id);
+    let out = cuff(&mut engine, 202.0, 100.0, 300.0);
+    assert_eq!(seen(&out), [escalated(Medium, High, "bp_high", 300.0)]);
+    assert!(pause_advice(&out[0].alarm), "{:?}", out[0].alarm.advice);
+    assert!(pause_advice(engine.alarm(critical).unwrap()));
+
+    let out = engine.set_phase(Some(Phase::Recovery), t(400.0));
+    assert_eq!(
+        seen(&out),
+        [
+            advice_changed(High, "bp_high", 400.0),
+            advice_changed(High, "bp_critical", 400.0)
+        ]
+    );
+    assert_eq!((out[0].alarm.id, out[1].alarm.id), (high, critical));
+    assert!(out.iter().all(|tr| tr.alarm.advice.is_none()));
+    assert!(out.iter().all(|tr| tr.alarm.condition_present));
+    assert!(engine.active_alarms().all(|alarm| alarm.advice.is_none()));
+    assert_eq!(
+        seen(&engine.set_phase(Some(Phase::Recovery), t(500.0))),
+        [],
+        "the same phase again changes nothing"
+    );
 }
