@@ -397,7 +397,7 @@ impl Engine {
             let clinical = reading.clinical_value();
             let device = &mut self.devices[slot];
             device.last_heard = Some(now);
-            if reading.vital == Vital::Systolic && reading.value.is_some() {
+            if reading.vital == Vital::Systolic && clinical.is_some() {
                 device.last_bp = Some(now);
             }
             device.latest[vital] = Some(reading.clone());
@@ -421,7 +421,7 @@ impl Engine {
             );
             self.devices[slot].technical[TechnicalCondition::DeviceSilent.index()].since = None;
             self.end_technical(slot, TechnicalCondition::DeviceSilent, now, &mut out);
-            if reading.vital == Vital::Systolic && reading.value.is_some() {
+            if reading.vital == Vital::Systolic && clinical.is_some() {
                 self.devices[slot].technical[TechnicalCondition::BpOverdue.index()].since = None;
                 self.end_technical(slot, TechnicalCondition::BpOverdue, now, &mut out);
             }
@@ -528,9 +528,12 @@ impl Engine {
         let previous = self.phase;
         let mut out = Vec::new();
         if previous.is_none() && phase.is_some() {
-            // A new session: a new baseline.
+            // A new session: a new baseline, and no rate measured against the last patient.
             self.baseline_samples.iter_mut().for_each(Vec::clear);
             self.baseline = [None; Vital::ALL.len()];
+            for device in &mut self.devices {
+                device.history.iter_mut().for_each(VecDeque::clear);
+            }
         }
         if previous == Some(Phase::Baseline) && phase != Some(Phase::Baseline) {
             for (vital, samples) in self.baseline_samples.iter_mut().enumerate() {

@@ -1755,3 +1755,36 @@ fn a_confirmed_bp_high_alarm_loses_its_pause_advice_when_the_infusion_ends() {
         "the same phase again changes nothing"
     );
 }
+
+#[test]
+fn a_flagged_cuff_measurement_does_not_count_as_the_overdue_bp() {
+    let mut engine = engine(Vec::new(), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    cuff(&mut engine, 120.0, 80.0, 0.0);
+    // A measurement flagged as artefact at 700 s is no usable blood pressure: the schedule
+    // still counts from 0 s, so BP is overdue at 0 + 600 (infusion) + 120 (delay) s.
+    let flagged = reading(CUFF, Vital::Systolic, Some(125.0), Quality::ARTEFACT, 700.0);
+    engine.observe(&flagged, t(700.0));
+    let overdue = |transitions: Vec<AlarmTransition>| -> Vec<Seen> {
+        seen(&transitions)
+            .into_iter()
+            .filter(|s| s.2 == "bp_overdue")
+            .collect()
+    };
+    assert_eq!(overdue(tick_every_second(&mut engine, 701, 719)), []);
+    assert_eq!(
+        overdue(engine.tick(t(720.0))),
+        [raised(Low, "bp_overdue", 720.0)]
+    );
+}
+
+#[test]
+fn a_fall_that_began_in_the_last_session_does_not_count_in_the_next() {
+    let mut engine = engine(vec![spo2_fall_rule()], &[OX]);
+    engine.set_phase(Some(Phase::Baseline), t(0.0));
+    assert_eq!(seen(&feed_spo2(&mut engine, 0.0, &repeat(97.0, 10))), []);
+    engine.set_phase(None, t(10.0));
+    engine.set_phase(Some(Phase::Baseline), t(11.0));
+    // 92 is 5 below the last patient's 97, within 60 s: not a fall of this patient's SpO2.
+    assert_eq!(seen(&feed_spo2(&mut engine, 12.0, &[92.0, 92.0])), []);
+}
