@@ -207,3 +207,17 @@ fn replay_needs_exactly_one_of_scenario_and_session() {
         );
     }
 }
+
+#[test]
+fn the_readme_shows_what_replay_prints() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let example: String = readme
+        .lines()
+        .skip_while(|l| *l != "$ vitalwatch replay --scenario desaturation")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!example.is_empty(), "the README's replay example is gone");
+    assert_eq!(example, library_render("desaturation", DEFAULT_RULES));
+}
