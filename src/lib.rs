@@ -12,5 +12,6 @@ pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod metrics;
+pub mod replay;
 pub mod server;
 pub mod vitals;

@@ -1,14 +1,19 @@
-//! The `vitalwatch` command line: run the daemon, check a config.
+//! The `vitalwatch` command line: run the daemon, check a config, replay a scenario.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use vitalwatch::config::Config;
+use vitalwatch::acquire::scenario::Scenario;
+use vitalwatch::config::{
+    Config, ConfigErrors, DEFAULT_RULES, Source, built_in_scenarios, load_scenario, parse_rule_set,
+};
+use vitalwatch::engine::RuleSet;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +42,20 @@ enum Command {
     },
     /// Check a config file and everything it refers to; report every error with file and line.
     CheckConfig { file: PathBuf },
+    /// Replay a scenario through the alarm engine in virtual time and print its alarm
+    /// timeline (as fast as the CPU allows: it never sleeps).
+    #[command(group(ArgGroup::new("input").required(true).args(["scenario", "session"])))]
+    Replay {
+        /// A built-in scenario name (for example `desaturation`) or a scenario file.
+        #[arg(long, value_name = "NAME_OR_FILE")]
+        scenario: Option<String>,
+        /// A recorded session's id (needs the session recorder, which is not built yet).
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// A rule file (TOML). Default: the built-in default rules.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +68,11 @@ fn main() -> ExitCode {
             speed,
         } => run(config, listen, speed),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Replay {
+            scenario,
+            session,
+            rules,
+        } => replay(scenario.as_deref(), session.as_deref(), rules.as_deref()),
     }
 }
 
@@ -123,6 +147,85 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             eprintln!("{errors}");
             eprintln!("{}: {} error(s)", file.display(), errors.0.len());
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(scenario: Option<&str>, session: Option<&str>, rules: Option<&Path>) -> ExitCode {
+    if let Some(id) = session {
+        eprintln!(
+            "error: cannot replay recorded session `{id}`: replaying a recorded session needs \
+             the session recorder, which is not built yet; replay a scenario with --scenario"
+        );
+        return ExitCode::from(2);
+    }
+    let Some(scenario) = scenario else {
+        // clap requires one of --scenario and --session.
+        eprintln!("error: replay needs --scenario NAME_OR_FILE or --session ID");
+        return ExitCode::from(2);
+    };
+    let loaded = load_replay_scenario(scenario)
+        .and_then(|scenario| Ok((scenario, load_replay_rules(rules)?)));
+    let (scenario, (rules, rules_source)) = match loaded {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s)", errors.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("replaying {} with {rules_source}", scenario.name);
+    let timeline = match vitalwatch::replay::replay(Arc::new(scenario), rules) {
+        Ok(timeline) => timeline,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{timeline}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not a failure worth a message.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write the timeline: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A built-in scenario by name, else a scenario file.
+fn load_replay_scenario(arg: &str) -> Result<Scenario, ConfigErrors> {
+    let command_line = Source {
+        name: "--scenario".to_string(),
+        dir: None,
+        text: String::new(),
+    };
+    let is_built_in = built_in_scenarios().any(|name| name == arg);
+    let path = Path::new(arg);
+    if !is_built_in && (arg.ends_with(".toml") || path.is_file()) {
+        let source = Source::read(path)?;
+        return Scenario::parse(arg, &source);
+    }
+    load_scenario(&command_line, arg)
+}
+
+/// The rule file given, or the built-in default rules; and where they came from.
+fn load_replay_rules(path: Option<&Path>) -> Result<(RuleSet, String), ConfigErrors> {
+    match path {
+        None => {
+            let rules = parse_rule_set(&Source::built_in(
+                "config/rules/default.toml",
+                DEFAULT_RULES,
+            ))?;
+            Ok((rules, "the built-in default rules".to_string()))
+        }
+        Some(path) => {
+            let source = Source::read(path)?;
+            Ok((
+                parse_rule_set(&source)?,
+                format!("rules from {}", path.display()),
+            ))
         }
     }
 }

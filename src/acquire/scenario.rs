@@ -2,8 +2,13 @@
 //!
 //! A scenario gives each vital a baseline value and noise, then a timeline of steps: ramp a
 //! vital to a value over a duration, dip it for some seconds, take a device's sensor off,
-//! disconnect a device, or flag its readings as artefact. Both simulated devices of one
-//! patient play the same scenario; each samples the vitals its role measures.
+//! disconnect a device, flag its readings as artefact, or keep it connected but silent. Both
+//! simulated devices of one patient play the same scenario; each samples the vitals its role
+//! measures.
+//!
+//! A scenario may also say how long it lasts (`duration_s`) and when the session moves to
+//! each phase (`[session]`). The daemon ignores both (a nurse drives the phases there);
+//! `vitalwatch replay` plays them.
 //!
 //! Noise comes from a counter-based generator (SplitMix64) seeded by the scenario's seed, the
 //! device and the sample number, so a scenario plays the same way every time, at any speed.
@@ -14,7 +19,7 @@ use std::ops::Range;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, ConfigErrors, Source};
-use crate::vitals::Vital;
+use crate::vitals::{Phase, Vital};
 
 /// Which simulated device a step addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -79,6 +84,17 @@ struct StepConfig {
     sensor_off: Option<DeviceSpanConfig>,
     artefact: Option<DeviceSpanConfig>,
     disconnect: Option<DeviceSpanConfig>,
+    silent: Option<DeviceSpanConfig>,
+}
+
+/// When the session moves to each phase, in seconds from the scenario's start (it starts in
+/// baseline at 0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionConfig {
+    infusion_s: Option<f64>,
+    recovery_s: Option<f64>,
+    ended_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +103,8 @@ struct ScenarioConfig {
     description: String,
     #[serde(default = "default_seed")]
     seed: u64,
+    duration_s: Option<f64>,
+    session: Option<toml::Spanned<SessionConfig>>,
     baseline: BTreeMap<Vital, BaselineConfig>,
     #[serde(default)]
     step: Vec<toml::Spanned<StepConfig>>,
@@ -120,6 +138,8 @@ pub enum DeviceCondition {
     Artefact,
     /// The device is gone: no readings, link lost.
     Disconnected,
+    /// The device stays connected but sends nothing (a cuff whose measurements fail).
+    Silent,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,8 +163,38 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub seed: u64,
+    /// How long the scenario lasts, in seconds (`duration_s`), if it says.
+    pub duration_s: Option<f64>,
+    /// When the session moves to each phase (`[session]`).
+    pub session: SessionPlan,
     tracks: BTreeMap<Vital, VitalTrack>,
     spans: Vec<DeviceSpan>,
+}
+
+/// When a scenario's session moves to each phase, in seconds from its start. The session
+/// starts in baseline at 0; a phase left out is never reached.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SessionPlan {
+    pub infusion_s: Option<f64>,
+    pub recovery_s: Option<f64>,
+    pub ended_s: Option<f64>,
+}
+
+impl SessionPlan {
+    /// The phase changes in time order, starting with baseline at 0.
+    pub fn phase_changes(&self) -> Vec<(f64, Phase)> {
+        let mut changes = vec![(0.0, Phase::Baseline)];
+        for (at, phase) in [
+            (self.infusion_s, Phase::Infusion),
+            (self.recovery_s, Phase::Recovery),
+            (self.ended_s, Phase::Ended),
+        ] {
+            if let Some(at) = at {
+                changes.push((at, phase));
+            }
+        }
+        changes
+    }
 }
 
 impl Scenario {
@@ -180,6 +230,20 @@ impl Scenario {
                 Err(error) => errors.push(error),
             }
         }
+        let duration_s = config.duration_s;
+        if let Some(duration) = duration_s
+            && !(duration.is_finite() && duration > 0.0)
+        {
+            errors.push(source.error_at_key(
+                0..source.text.len(),
+                "duration_s",
+                format!("duration_s must be > 0 seconds, got {duration}"),
+            ));
+        }
+        let session = match &config.session {
+            None => SessionPlan::default(),
+            Some(spanned) => session_plan(source, spanned, duration_s, &mut errors),
+        };
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -190,6 +254,8 @@ impl Scenario {
             name: name.to_string(),
             description: config.description,
             seed: config.seed,
+            duration_s,
+            session,
             tracks,
             spans,
         })
@@ -244,6 +310,82 @@ impl Scenario {
     }
 }
 
+/// Checks a `[session]` table: times ≥ 0, phases in their only order (baseline → infusion →
+/// recovery → ended; recovery needs an infusion before it), all within `duration_s`.
+fn session_plan(
+    source: &Source,
+    spanned: &toml::Spanned<SessionConfig>,
+    duration_s: Option<f64>,
+    errors: &mut Vec<ConfigError>,
+) -> SessionPlan {
+    let span = spanned.span();
+    let config = spanned.get_ref();
+    let before = errors.len();
+    let mut error = |key: &str, message: String| {
+        errors.push(source.error_at_key(span.clone(), key, message));
+    };
+    let keyed = [
+        ("infusion_s", config.infusion_s),
+        ("recovery_s", config.recovery_s),
+        ("ended_s", config.ended_s),
+    ];
+    for (key, value) in keyed {
+        if let Some(value) = value
+            && !(value.is_finite() && value >= 0.0)
+        {
+            error(
+                key,
+                format!("{key} must be a time ≥ 0 seconds, got {value}"),
+            );
+        }
+    }
+    if config.recovery_s.is_some() && config.infusion_s.is_none() {
+        error(
+            "recovery_s",
+            "recovery_s needs infusion_s: phases go baseline → infusion → recovery → ended"
+                .to_string(),
+        );
+    }
+    // Each given phase must come strictly after the previous given one.
+    let mut previous: Option<(&str, f64)> = None;
+    for (key, value) in keyed {
+        let Some(value) = value else { continue };
+        if let Some((previous_key, previous_value)) = previous
+            && value <= previous_value
+        {
+            error(
+                key,
+                format!(
+                    "{key} ({value}) must come after {previous_key} ({previous_value}): phases go                      baseline → infusion → recovery → ended"
+                ),
+            );
+        }
+        previous = Some((key, value));
+    }
+    if let Some(duration) = duration_s {
+        for (key, value) in keyed {
+            if let Some(value) = value
+                && value > duration
+            {
+                error(
+                    key,
+                    format!(
+                        "{key} ({value}) is after the scenario's end (duration_s = {duration})"
+                    ),
+                );
+            }
+        }
+    }
+    if errors.len() > before {
+        return SessionPlan::default();
+    }
+    SessionPlan {
+        infusion_s: config.infusion_s,
+        recovery_s: config.recovery_s,
+        ended_s: config.ended_s,
+    }
+}
+
 fn ramp_value(from: f64, ramp: &Ramp, t: f64) -> f64 {
     if ramp.over <= 0.0 || t >= ramp.at + ramp.over {
         ramp.to
@@ -264,11 +406,12 @@ fn step_action(
         step.sensor_off.is_some(),
         step.artefact.is_some(),
         step.disconnect.is_some(),
+        step.silent.is_some(),
     ];
     if actions.iter().filter(|a| **a).count() != 1 {
         return Err(source.error_at(
             span,
-            "a step needs exactly one of ramp, dip, sensor_off, artefact, disconnect",
+            "a step needs exactly one of ramp, dip, sensor_off, artefact, disconnect, silent",
         ));
     }
     if !(step.at_s.is_finite() && step.at_s >= 0.0) {
@@ -313,11 +456,17 @@ fn step_action(
             });
         return Ok(None);
     }
-    let (device, condition) = match (&step.sensor_off, &step.artefact, &step.disconnect) {
-        (Some(d), _, _) => (d, DeviceCondition::SensorOff),
-        (_, Some(d), _) => (d, DeviceCondition::Artefact),
-        (_, _, Some(d)) => (d, DeviceCondition::Disconnected),
-        _ => return Ok(None),
+    let spans = [
+        (&step.sensor_off, DeviceCondition::SensorOff),
+        (&step.artefact, DeviceCondition::Artefact),
+        (&step.disconnect, DeviceCondition::Disconnected),
+        (&step.silent, DeviceCondition::Silent),
+    ];
+    let Some((device, condition)) = spans
+        .into_iter()
+        .find_map(|(device, condition)| device.as_ref().map(|d| (d, condition)))
+    else {
+        return Ok(None);
     };
     if !duration_ok(device.for_s) {
         return Err(source.error_at_key(span, "for_s", "for_s must be ≥ 0 seconds"));
@@ -458,5 +607,117 @@ sensor_off = {{ role = \"oximeter\", for_s = 5 }}
         ))
         .unwrap_err();
         assert!(errors.0[0].message.contains("exactly one"), "{errors}");
+    }
+
+    #[test]
+    fn a_silent_step_covers_its_span_only() {
+        let s = scenario(&format!(
+            "{BASE}
+[[step]]
+at_s = 1000
+silent = {{ role = \"bp_cuff\", for_s = 1200 }}
+"
+        ))
+        .unwrap();
+        assert_eq!(s.condition(Role::BpCuff, 999.0), None);
+        assert_eq!(
+            s.condition(Role::BpCuff, 1000.0),
+            Some(DeviceCondition::Silent)
+        );
+        assert_eq!(
+            s.condition(Role::BpCuff, 2199.0),
+            Some(DeviceCondition::Silent)
+        );
+        assert_eq!(s.condition(Role::BpCuff, 2200.0), None);
+        assert_eq!(s.condition(Role::Oximeter, 1500.0), None);
+    }
+
+    #[test]
+    fn the_session_table_and_duration_give_the_phase_changes() {
+        let s = scenario(&format!(
+            "duration_s = 7800\n{BASE}[session]\ninfusion_s = 600\nrecovery_s = 3000\nended_s = 7800\n"
+        ))
+        .unwrap();
+        assert_eq!(s.duration_s, Some(7800.0));
+        assert_eq!(
+            s.session.phase_changes(),
+            [
+                (0.0, Phase::Baseline),
+                (600.0, Phase::Infusion),
+                (3000.0, Phase::Recovery),
+                (7800.0, Phase::Ended)
+            ]
+        );
+        // Both are optional: a scenario without them stays in baseline and has no end.
+        let s = scenario(BASE).unwrap();
+        assert_eq!(s.duration_s, None);
+        assert_eq!(s.session.phase_changes(), [(0.0, Phase::Baseline)]);
+    }
+
+    /// Parses `text` and returns its errors as (line, key, message).
+    fn errors_of(text: &str) -> Vec<(Option<u32>, Option<String>, String)> {
+        scenario(text)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| (e.line, e.key, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn phases_out_of_order_are_an_error_on_their_line() {
+        let errors = errors_of(&format!(
+            "duration_s = 3600\n{BASE}[session]\ninfusion_s = 900\nrecovery_s = 600\n"
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, Some(9));
+        assert_eq!(errors[0].1.as_deref(), Some("recovery_s"));
+        assert!(
+            errors[0]
+                .2
+                .contains("recovery_s (600) must come after infusion_s (900)"),
+            "{errors:?}"
+        );
+
+        let errors = errors_of(&format!("{BASE}[session]\nrecovery_s = 600\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].0, errors[0].1.as_deref()),
+            (Some(7), Some("recovery_s"))
+        );
+        assert!(errors[0].2.contains("needs infusion_s"), "{errors:?}");
+
+        let errors = errors_of(&format!("{BASE}[session]\ninfusion_s = -5\n"));
+        assert_eq!(
+            (errors[0].0, errors[0].1.as_deref()),
+            (Some(7), Some("infusion_s"))
+        );
+        assert!(errors[0].2.contains("≥ 0"), "{errors:?}");
+    }
+
+    #[test]
+    fn phases_after_the_end_and_a_bad_duration_are_errors_on_their_line() {
+        let errors = errors_of(&format!(
+            "duration_s = 1800\n{BASE}[session]\ninfusion_s = 600\nended_s = 2400\n"
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].0, errors[0].1.as_deref()),
+            (Some(9), Some("ended_s"))
+        );
+        assert!(
+            errors[0]
+                .2
+                .contains("ended_s (2400) is after the scenario's end (duration_s = 1800)"),
+            "{errors:?}"
+        );
+
+        let errors = errors_of(&format!("duration_s = 0\n{BASE}"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].0, errors[0].1.as_deref()),
+            (Some(1), Some("duration_s"))
+        );
+        assert!(errors[0].2.contains("> 0 seconds"), "{errors:?}");
     }
 }

@@ -1,11 +1,13 @@
 //! The simulated patient's devices: a driver that plays a scenario into a device's ring.
 //!
 //! It behaves like a real driver from the engine's side: link state messages when it
-//! "connects" and "disconnects", flagged readings when the sensor is off or moving, and every
-//! reading stamped with the daemon clock's receive time.
+//! "connects" and "disconnects", flagged readings when the sensor is off or moving, nothing at
+//! all while it is silent, and every reading stamped with the daemon clock's receive time.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use super::ring::RingProducer;
 use super::scenario::{DeviceCondition, Role, Scenario, stream_of};
@@ -27,16 +29,16 @@ pub struct SimulatedDevice {
 
 impl SimulatedDevice {
     /// The messages the device sends at sample `index` (scenario time `index × interval`),
-    /// given whether its link was up before. Pure, so tests and replay can use it directly.
+    /// given whether its link was up before, stamped `received` (monotonic) and `at_utc`.
+    /// Pure, so tests and replay can use it directly.
     pub fn messages_at(
         &self,
         index: u64,
         link_up: bool,
         received: Mono,
-        clock: &Clock,
+        at_utc: DateTime<Utc>,
     ) -> Vec<DeviceMessage> {
         let t = self.interval.as_secs_f64() * index as f64;
-        let at_utc = clock.utc_at(received);
         let condition = self.scenario.condition(self.role, t);
         let link = |state, detail: &str| DeviceMessage::Link {
             device: self.id.clone(),
@@ -54,6 +56,10 @@ impl SimulatedDevice {
         }
         if !link_up {
             out.push(link(LinkState::Connected, "simulated device"));
+        }
+        if condition == Some(DeviceCondition::Silent) {
+            // Connected, but its measurements fail: nothing to send.
+            return out;
         }
         let stream = stream_of(self.id.as_str());
         let mut readings = Vec::with_capacity(self.role.vitals().len());
@@ -95,7 +101,8 @@ impl SimulatedDevice {
             let due = Mono::ZERO + self.interval.mul_f64(index as f64);
             clock.sleep_until(due).await;
             let received = clock.now();
-            for message in self.messages_at(index, link_up, received, &clock) {
+            let at_utc = clock.utc_at(received);
+            for message in self.messages_at(index, link_up, received, at_utc) {
                 if let DeviceMessage::Link { state, .. } = &message {
                     link_up = *state == LinkState::Connected;
                 }
@@ -137,6 +144,10 @@ mod tests {
         }
     }
 
+    fn utc() -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH
+    }
+
     fn readings(messages: &[DeviceMessage]) -> Vec<&Reading> {
         messages
             .iter()
@@ -149,9 +160,8 @@ mod tests {
 
     #[test]
     fn a_cuff_measurement_is_four_readings_with_one_receive_time() {
-        let clock = Clock::start(1.0);
         let cuff = device("typical-infusion", Role::BpCuff, 300);
-        let messages = cuff.messages_at(0, false, Mono::ZERO, &clock);
+        let messages = cuff.messages_at(0, false, Mono::ZERO, utc());
         assert!(matches!(
             messages[0],
             DeviceMessage::Link {
@@ -181,15 +191,14 @@ mod tests {
 
     #[test]
     fn the_sensor_off_scenario_sends_flagged_readings_without_values() {
-        let clock = Clock::start(1.0);
         let ox = device("sensor-off", Role::Oximeter, 1);
-        let off = ox.messages_at(310, true, Mono::ZERO, &clock);
+        let off = ox.messages_at(310, true, Mono::ZERO, utc());
         assert!(
             readings(&off)
                 .iter()
                 .all(|r| r.value.is_none() && r.quality == Quality::SENSOR_OFF)
         );
-        let artefact = ox.messages_at(910, true, Mono::ZERO, &clock);
+        let artefact = ox.messages_at(910, true, Mono::ZERO, utc());
         let spo2 = readings(&artefact)
             .into_iter()
             .find(|r| r.vital == Vital::Spo2)
@@ -203,9 +212,8 @@ mod tests {
 
     #[test]
     fn a_disconnection_sends_link_lost_once_then_nothing_then_reconnects() {
-        let clock = Clock::start(1.0);
         let ox = device("device-lost", Role::Oximeter, 1);
-        let lost = ox.messages_at(600, true, Mono::ZERO, &clock);
+        let lost = ox.messages_at(600, true, Mono::ZERO, utc());
         assert!(matches!(
             lost[..],
             [DeviceMessage::Link {
@@ -213,8 +221,8 @@ mod tests {
                 ..
             }]
         ));
-        assert!(ox.messages_at(601, false, Mono::ZERO, &clock).is_empty());
-        let back = ox.messages_at(720, false, Mono::ZERO, &clock);
+        assert!(ox.messages_at(601, false, Mono::ZERO, utc()).is_empty());
+        let back = ox.messages_at(720, false, Mono::ZERO, utc());
         assert!(matches!(
             back[0],
             DeviceMessage::Link {
@@ -226,11 +234,47 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_cuff_stays_connected_and_sends_nothing() {
+        // bp-overdue.toml: `silent = { role = "bp_cuff", for_s = 1200 }` at t = 1000, so the
+        // measurements due at 1200, 1500, 1800 and 2100 s fail; the one at 2400 s is back.
+        let cuff = device("bp-overdue", Role::BpCuff, 300);
+        let oximeter = device("bp-overdue", Role::Oximeter, 1);
+        assert_eq!(
+            readings(&cuff.messages_at(3, true, Mono::ZERO, utc())).len(),
+            4
+        );
+        for index in [4, 5, 6, 7] {
+            assert_eq!(
+                cuff.messages_at(index, true, Mono::ZERO, utc()),
+                [],
+                "measurement {index}"
+            );
+        }
+        // Never a lost link: a cuff that was not yet connected connects, then sends nothing.
+        let first = cuff.messages_at(4, false, Mono::ZERO, utc());
+        assert!(matches!(
+            first[..],
+            [DeviceMessage::Link {
+                state: LinkState::Connected,
+                ..
+            }]
+        ));
+        assert_eq!(
+            readings(&cuff.messages_at(8, true, Mono::ZERO, utc())).len(),
+            4
+        );
+        // The step addresses the cuff only.
+        assert_eq!(
+            readings(&oximeter.messages_at(1500, true, Mono::ZERO, utc())).len(),
+            3
+        );
+    }
+
+    #[test]
     fn the_desaturation_scenario_holds_86_for_40_seconds() {
-        let clock = Clock::start(1.0);
         let ox = device("desaturation", Role::Oximeter, 1);
         let spo2_at = |i| {
-            readings(&ox.messages_at(i, true, Mono::ZERO, &clock))
+            readings(&ox.messages_at(i, true, Mono::ZERO, utc()))
                 .into_iter()
                 .find(|r| r.vital == Vital::Spo2)
                 .and_then(|r| r.value)

@@ -50,6 +50,26 @@ const BUILT_IN_SCENARIOS: &[(&str, &str)] = &[
         "device-lost",
         include_str!("../../config/scenarios/device-lost.toml"),
     ),
+    (
+        "critical-bp",
+        include_str!("../../config/scenarios/critical-bp.toml"),
+    ),
+    (
+        "critical-desaturation",
+        include_str!("../../config/scenarios/critical-desaturation.toml"),
+    ),
+    (
+        "motion-artefact",
+        include_str!("../../config/scenarios/motion-artefact.toml"),
+    ),
+    (
+        "bp-overdue",
+        include_str!("../../config/scenarios/bp-overdue.toml"),
+    ),
+    (
+        "long-session",
+        include_str!("../../config/scenarios/long-session.toml"),
+    ),
 ];
 
 /// Readings a device's ring holds before new ones are dropped (and counted).
@@ -471,6 +491,30 @@ mod tests {
         let source = Source::built_in("t", "");
         for name in built_in_scenarios() {
             load_scenario(&source, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_shipped_scenario_file_is_built_in_and_says_how_long_it_lasts() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scenarios");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut built_in: Vec<String> = built_in_scenarios().map(str::to_string).collect();
+        built_in.sort();
+        assert_eq!(files, built_in);
+        let source = Source::built_in("t", "");
+        for name in built_in_scenarios() {
+            let scenario = load_scenario(&source, name).unwrap();
+            assert!(scenario.duration_s.is_some(), "{name} has no duration_s");
+            assert!(
+                scenario.session.infusion_s.is_some(),
+                "{name} never reaches the infusion"
+            );
         }
     }
 
