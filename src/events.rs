@@ -150,6 +150,8 @@ pub struct DeviceView {
     /// Seconds since anything was heard from it; `None` if never.
     pub last_heard_age_s: Option<f64>,
     pub ring_dropped: u64,
+    /// Bytes from the device that failed to decode, counted per error, since start.
+    pub decode_errors: u64,
     pub readings: BTreeMap<Vital, ReadingView>,
 }
 

@@ -33,6 +33,7 @@ pub struct Metrics {
     readings: IntCounterVec,
     ring_dropped: IntCounterVec,
     ring_fill: GaugeVec,
+    decode_errors: IntCounterVec,
     device_connected: IntGaugeVec,
     alarms_active: IntGaugeVec,
     session_active: IntGauge,
@@ -81,6 +82,13 @@ impl Metrics {
             ),
             &["device"],
         )?;
+        let decode_errors = IntCounterVec::new(
+            Opts::new(
+                "vitalwatch_decode_errors_total",
+                "Stretches of a device's bytes that failed to decode, by kind",
+            ),
+            &["device", "kind"],
+        )?;
         let ring_fill = GaugeVec::new(
             Opts::new(
                 "vitalwatch_ring_fill_ratio",
@@ -122,6 +130,7 @@ impl Metrics {
             Box::new(readings.clone()),
             Box::new(ring_dropped.clone()),
             Box::new(ring_fill.clone()),
+            Box::new(decode_errors.clone()),
             Box::new(device_connected.clone()),
             Box::new(alarms_active.clone()),
             Box::new(session_active.clone()),
@@ -150,6 +159,7 @@ impl Metrics {
             readings,
             ring_dropped,
             ring_fill,
+            decode_errors,
             device_connected,
             alarms_active,
             session_active,
@@ -189,6 +199,12 @@ impl Metrics {
         time.set(reading.received_utc.timestamp_micros() as f64 / 1e6);
         self.readings
             .with_label_values(&[reading.device.as_str()])
+            .inc();
+    }
+
+    pub fn decode_error(&self, device: &DeviceId, kind: &str) {
+        self.decode_errors
+            .with_label_values(&[device.as_str(), kind])
             .inc();
     }
 

@@ -245,20 +245,10 @@ pub fn replay(scenario: Arc<Scenario>, rules: RuleSet) -> Result<Timeline, Repla
                         .0
                         .messages_at(index, link_up[device], now, utc_at(now));
                 for message in messages {
-                    match message {
-                        DeviceMessage::Readings(readings) => {
-                            transitions.extend(engine.observe_measurement(&readings, now));
-                        }
-                        DeviceMessage::Link {
-                            device: id,
-                            state,
-                            detail,
-                            ..
-                        } => {
-                            link_up[device] = state == LinkState::Connected;
-                            transitions.extend(engine.link(&id, state, detail, now));
-                        }
+                    if let DeviceMessage::Link { state, .. } = &message {
+                        link_up[device] = *state == LinkState::Connected;
                     }
+                    transitions.extend(engine.accept(&message, now));
                 }
             }
             _ => {

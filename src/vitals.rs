@@ -288,6 +288,16 @@ pub enum DeviceMessage {
     /// Readings taken together, all with one receive time: one oximeter sample, one cuff
     /// measurement. The engine judges them as one, so their order never matters.
     Readings(Vec<Reading>),
+    /// Bytes from the device that did not decode (garbage, a bad checksum, a malformed line).
+    DecodeError {
+        device: DeviceId,
+        /// What went wrong, as a metric label (`checksum`, `garbage`, ...).
+        kind: &'static str,
+        /// Bytes discarded.
+        skipped: usize,
+        detail: String,
+        at: Mono,
+    },
     Link {
         device: DeviceId,
         state: LinkState,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::source::{ConfigError, ConfigErrors, Source};
 use crate::engine::{
     BpSchedule, Clause, Comparison, Confirmation, Escalation, Limit, Measure, PhaseSet, Priority,
-    Rule, RuleSet, TechnicalCondition, TechnicalRule,
+    RateThreshold, Rule, RuleSet, TechnicalCondition, TechnicalRule,
 };
 use crate::vitals::{Phase, Vital};
 
@@ -101,6 +101,14 @@ struct TechnicalConfig {
     #[serde(default)]
     delay_s: f64,
     escalate: Option<EscalateConfig>,
+    threshold: Option<ThresholdConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThresholdConfig {
+    count: u32,
+    within_s: f64,
 }
 
 /// Collects a file's problems, each pointing at its key in the table it belongs to.
@@ -205,10 +213,43 @@ pub fn parse_rule_set(source: &Source) -> Result<RuleSet, ConfigErrors> {
             .escalate
             .as_ref()
             .map(|e| problems.escalation(&span, e, config.priority));
+        let threshold = match (&config.threshold, config.condition) {
+            (Some(threshold), TechnicalCondition::DecodeErrors) => {
+                let within = problems.seconds(&span, "threshold", threshold.within_s, true);
+                if threshold.count == 0 {
+                    problems.at(&span, "threshold", "threshold.count must be at least 1");
+                }
+                Some(RateThreshold {
+                    count: threshold.count,
+                    within,
+                })
+            }
+            (None, TechnicalCondition::DecodeErrors) => {
+                problems.at(
+                    &span,
+                    "condition",
+                    "decode_errors needs a threshold = { count = ..., within_s = ... }",
+                );
+                None
+            }
+            (Some(_), condition) => {
+                problems.at(
+                    &span,
+                    "threshold",
+                    format!(
+                        "threshold applies only to decode_errors, not {}",
+                        condition.as_str()
+                    ),
+                );
+                None
+            }
+            (None, _) => None,
+        };
         let rule = TechnicalRule {
             priority: config.priority,
             delay,
             escalation,
+            threshold,
         };
         if technical.insert(config.condition, rule).is_some() {
             problems.at(
@@ -484,8 +525,14 @@ mod tests {
         let technical: String = TechnicalCondition::ALL
             .iter()
             .map(|c| {
+                let threshold = match c {
+                    TechnicalCondition::DecodeErrors => {
+                        "threshold = { count = 5, within_s = 60 }\n"
+                    }
+                    _ => "",
+                };
                 format!(
-                    "[[technical]]\ncondition = \"{}\"\npriority = \"low\"\n",
+                    "[[technical]]\ncondition = \"{}\"\npriority = \"low\"\n{threshold}",
                     c.as_str()
                 )
             })

@@ -25,7 +25,7 @@ use super::rules::{
     BpSchedule, Clause, Escalation, Measure, Priority, Rule, RuleSet, TechnicalCondition,
     TechnicalRule,
 };
-use crate::vitals::{DeviceId, LinkState, Mono, Phase, Quality, Reading, Vital};
+use crate::vitals::{DeviceId, DeviceMessage, LinkState, Mono, Phase, Quality, Reading, Vital};
 
 /// Unique for the daemon's lifetime; the panel and API refer to alarms by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -222,6 +222,9 @@ pub struct DeviceState {
     technical: [TechnicalState; TechnicalCondition::ALL.len()],
     ring_dropped_seen: u64,
     ring_dropped_at: Option<Mono>,
+    /// When recent decode errors happened, within the decode-errors rule's window.
+    decode_errors: VecDeque<Mono>,
+    decode_errors_total: u64,
 }
 
 impl DeviceState {
@@ -232,6 +235,11 @@ impl DeviceState {
 
     pub fn ring_dropped(&self) -> u64 {
         self.ring_dropped_seen
+    }
+
+    /// Decode errors reported by its driver since the daemon started.
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors_total
     }
 }
 
@@ -333,6 +341,8 @@ impl Engine {
             technical: Default::default(),
             ring_dropped_seen: 0,
             ring_dropped_at: None,
+            decode_errors: VecDeque::new(),
+            decode_errors_total: 0,
         });
         index
     }
@@ -376,6 +386,20 @@ impl Engine {
 
     pub fn alarm(&self, id: AlarmId) -> Option<&Alarm> {
         self.alarms.get(&id).map(|(alarm, _)| alarm)
+    }
+
+    /// Feeds whatever a driver sent through its ring, received at `now`.
+    pub fn accept(&mut self, message: &DeviceMessage, now: Mono) -> Vec<AlarmTransition> {
+        match message {
+            DeviceMessage::Readings(readings) => self.observe_measurement(readings, now),
+            DeviceMessage::Link {
+                device,
+                state,
+                detail,
+                ..
+            } => self.link(device, *state, detail.clone(), now),
+            DeviceMessage::DecodeError { device, .. } => self.decode_error(device, now),
+        }
     }
 
     /// Feeds one reading received at `now`.
@@ -519,6 +543,41 @@ impl Engine {
             self.settle_technical(slot, now, &mut out);
         }
         out
+    }
+
+    /// The driver could not decode some of the device's bytes. Errors above the decode-errors
+    /// rule's rate raise a technical alarm: a device sending garbage is not monitoring.
+    pub fn decode_error(&mut self, device: &DeviceId, now: Mono) -> Vec<AlarmTransition> {
+        let mut out = Vec::new();
+        let slot = self.device_slot(device, now);
+        let dev = &mut self.devices[slot];
+        dev.decode_errors_total += 1;
+        dev.decode_errors.push_back(now);
+        self.update_decode_errors(slot, now, &mut out);
+        self.settle_technical(slot, now, &mut out);
+        out
+    }
+
+    /// Keeps the decode-error window and the condition in step with `now`.
+    fn update_decode_errors(&mut self, slot: usize, now: Mono, out: &mut Vec<AlarmTransition>) {
+        let condition = TechnicalCondition::DecodeErrors;
+        let Some(threshold) = self.technical[condition.index()].threshold else {
+            return;
+        };
+        let dev = &mut self.devices[slot];
+        while dev
+            .decode_errors
+            .front()
+            .is_some_and(|at| now.saturating_since(*at) > threshold.within)
+        {
+            dev.decode_errors.pop_front();
+        }
+        let state = &mut dev.technical[condition.index()];
+        if dev.decode_errors.len() >= threshold.count as usize {
+            state.since.get_or_insert(now);
+        } else if state.since.take().is_some() {
+            self.end_technical(slot, condition, now, out);
+        }
     }
 
     /// Moves to a session phase (`None`: no active session). Rules that the new phase disarms
@@ -696,6 +755,7 @@ impl Engine {
         if overdue_over {
             self.end_technical(slot, TechnicalCondition::BpOverdue, now, out);
         }
+        self.update_decode_errors(slot, now, out);
         if overflow_over {
             self.end_technical(slot, TechnicalCondition::RingOverflow, now, out);
         }

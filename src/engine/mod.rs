@@ -12,6 +12,6 @@ pub use self::core::{
 };
 pub use rules::{
     BpSchedule, Clause, Comparison, Confirmation, Escalation, Limit, Measure, PhaseSet, Priority,
-    Rule, RuleSet, TechnicalCondition, TechnicalRule,
+    RateThreshold, Rule, RuleSet, TechnicalCondition, TechnicalRule,
 };
 pub use task::{CommandError, DeviceInfo, EngineHandle, EngineTask};

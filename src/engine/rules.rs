@@ -247,16 +247,19 @@ pub enum TechnicalCondition {
     BpOverdue,
     /// The device's ring buffer was full and readings were dropped.
     RingOverflow,
+    /// The device's bytes failed to decode more often than the rule's threshold.
+    DecodeErrors,
 }
 
 impl TechnicalCondition {
-    pub const ALL: [TechnicalCondition; 6] = [
+    pub const ALL: [TechnicalCondition; 7] = [
         TechnicalCondition::DeviceSilent,
         TechnicalCondition::DeviceDisconnected,
         TechnicalCondition::SensorOff,
         TechnicalCondition::PoorSignal,
         TechnicalCondition::BpOverdue,
         TechnicalCondition::RingOverflow,
+        TechnicalCondition::DecodeErrors,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -267,6 +270,7 @@ impl TechnicalCondition {
             TechnicalCondition::PoorSignal => "poor_signal",
             TechnicalCondition::BpOverdue => "bp_overdue",
             TechnicalCondition::RingOverflow => "ring_overflow",
+            TechnicalCondition::DecodeErrors => "decode_errors",
         }
     }
 
@@ -283,6 +287,7 @@ impl TechnicalCondition {
             TechnicalCondition::PoorSignal => "poor signal: artefact or low perfusion",
             TechnicalCondition::BpOverdue => "blood pressure overdue: no cuff reading in time",
             TechnicalCondition::RingOverflow => "readings dropped: ring buffer full",
+            TechnicalCondition::DecodeErrors => "garbled data: decode errors above the limit",
         }
     }
 }
@@ -295,6 +300,15 @@ pub struct TechnicalRule {
     /// phase's cuff interval).
     pub delay: Duration,
     pub escalation: Option<Escalation>,
+    /// For conditions counted as a rate (decode errors): how many within how long.
+    pub threshold: Option<RateThreshold>,
+}
+
+/// `count` events within `within` make a rate condition hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateThreshold {
+    pub count: u32,
+    pub within: Duration,
 }
 
 /// The expected time between cuff measurements in each phase.

@@ -244,16 +244,24 @@ impl EngineTask {
 
     fn accept(&mut self, message: DeviceMessage) {
         let now = self.clock.now();
+        let transitions = self.engine.accept(&message, now);
+        // The sinks' side of each message: metrics, the log and the event stream.
         match message {
             DeviceMessage::Readings(readings) => {
                 for reading in &readings {
                     self.metrics.observe_reading(reading);
-                }
-                let transitions = self.engine.observe_measurement(&readings, now);
-                for reading in &readings {
                     self.publish(Event::Reading(ReadingView::of(reading, None)));
                 }
-                self.publish_transitions(transitions);
+            }
+            DeviceMessage::DecodeError {
+                device,
+                kind,
+                skipped,
+                detail,
+                ..
+            } => {
+                tracing::debug!(device = %device, kind, skipped, detail = %detail, "decode error");
+                self.metrics.decode_error(&device, kind);
             }
             DeviceMessage::Link {
                 device,
@@ -264,16 +272,15 @@ impl EngineTask {
             } => {
                 tracing::info!(device = %device, state = %state.as_str(), detail = %detail.as_deref().unwrap_or(""), "link");
                 self.metrics.set_link(&device, state);
-                let transitions = self.engine.link(&device, state, detail.clone(), now);
                 self.publish(Event::Link(LinkEvent {
                     device,
                     state,
                     detail,
                     time: at_utc,
                 }));
-                self.publish_transitions(transitions);
             }
         }
+        self.publish_transitions(transitions);
     }
 
     fn handle(&mut self, command: Command) {
@@ -403,6 +410,7 @@ impl EngineTask {
                 link_detail: device.link_detail.clone(),
                 last_heard_age_s: device.last_heard.map(age),
                 ring_dropped: device.ring_dropped(),
+                decode_errors: device.decode_errors(),
                 readings: device
                     .latest_readings()
                     .map(|r| (r.vital, ReadingView::of(r, Some(age(r.received)))))

@@ -1788,3 +1788,32 @@ fn a_fall_that_began_in_the_last_session_does_not_count_in_the_next() {
     // 92 is 5 below the last patient's 97, within 60 s: not a fall of this patient's SpO2.
     assert_eq!(seen(&feed_spo2(&mut engine, 12.0, &[92.0, 92.0])), []);
 }
+
+#[test]
+fn decode_errors_above_the_rate_raise_a_technical_alarm_that_ends_when_the_rate_falls() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    let ox = DeviceId::new(OX);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    // The default threshold: 5 within 60 s. Four stray errors are not worth an alarm.
+    for at in [10.0, 20.0, 30.0, 40.0] {
+        assert_eq!(seen(&engine.decode_error(&ox, t(at))), []);
+    }
+    assert_eq!(
+        seen(&engine.decode_error(&ox, t(50.0))),
+        [raised(Low, "decode_errors", 50.0)]
+    );
+    // At 70 s the error of 10 s leaves the window: four remain, the condition is over. (The
+    // oximeter is also silent by then: garbage is no data, a separate alarm.)
+    let decode = |transitions: Vec<AlarmTransition>| -> Vec<Seen> {
+        seen(&transitions)
+            .into_iter()
+            .filter(|s| s.2 == "decode_errors")
+            .collect()
+    };
+    assert_eq!(decode(engine.tick(t(69.0))), []);
+    assert_eq!(
+        decode(engine.tick(t(70.5))),
+        [ended(Low, "decode_errors", 70.5)]
+    );
+    assert_eq!(engine.devices()[0].decode_errors(), 5);
+}
