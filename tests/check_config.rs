@@ -143,3 +143,61 @@ fn a_missing_file_is_a_clear_error() {
         checked.stderr
     );
 }
+
+#[test]
+fn a_clinics_own_profile_directory_is_searched_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("ward-oximeter.toml"),
+        "name = \"ward-oximeter\"\ndescription = \"A ward's oximeter\"\nvitals = [\"spo2\", \"pulse_rate\"]\ninterval_s = 2\nsilent_after_s = 12\n\n[simulator]\nrole = \"oximeter\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        profiles.join("misnamed.toml"),
+        "name = \"something-else\"\ndescription = \"x\"\nvitals = [\"spo2\"]\ninterval_s = 1\n\n[simulator]\nrole = \"oximeter\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("clinic.toml");
+    let device = |profile: &str| {
+        format!(
+            "[[device]]\nid = \"ox1\"\nprofile = \"{profile}\"\nscenario = \"typical-infusion\"\n"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles]\ndir = \"profiles\"\n\n{}",
+            device("ward-oximeter")
+        ),
+    )
+    .unwrap();
+    let checked = check_path(&config);
+    assert!(checked.success, "{}", checked.stderr);
+    assert!(
+        checked.stdout.contains("ox1 (ward-oximeter)"),
+        "{}",
+        checked.stdout
+    );
+
+    std::fs::write(
+        &config,
+        format!("[profiles]\ndir = \"profiles\"\n\n{}", device("misnamed")),
+    )
+    .unwrap();
+    let checked = check_path(&config);
+    one_error(&checked, &profiles.join("misnamed.toml"), 1, "name");
+
+    std::fs::write(
+        &config,
+        format!("[profiles]\ndir = \"profiles\"\n\n{}", device("nope")),
+    )
+    .unwrap();
+    let checked = check_path(&config);
+    let error = one_error(&checked, &config, 6, "profile");
+    assert!(
+        error.contains("misnamed, ward-oximeter, simulated-oximeter"),
+        "{error}"
+    );
+}

@@ -87,6 +87,8 @@ struct ConfigFile {
     #[serde(default)]
     simulator: SimulatorFile,
     #[serde(default)]
+    profiles: ProfilesFile,
+    #[serde(default)]
     device: Vec<toml::Spanned<DeviceFile>>,
 }
 
@@ -107,6 +109,14 @@ impl Default for ServerFile {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    /// A directory of the clinic's own device profiles (`NAME.toml`), searched before the
+    /// built-in ones; relative to the config file.
+    dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,7 +272,13 @@ impl Config {
         let mut devices = Vec::new();
         for spanned in &file.device {
             let span = spanned.span();
-            match resolve_device(source, span.clone(), spanned.get_ref()) {
+            let profiles_dir = file.profiles.dir.as_deref().map(|dir| source.resolve(dir));
+            match resolve_device(
+                source,
+                span.clone(),
+                spanned.get_ref(),
+                profiles_dir.as_deref(),
+            ) {
                 Ok(device) => {
                     if !ids.insert(device.id.clone()) {
                         errors.push(source.error_at_key(
@@ -296,6 +312,7 @@ fn resolve_device(
     source: &Source,
     span: Range<usize>,
     file: &DeviceFile,
+    profiles_dir: Option<&std::path::Path>,
 ) -> Result<DeviceConfig, ConfigErrors> {
     let error = |key: &str, message: String| -> ConfigErrors {
         source.error_at_key(span.clone(), key, message).into()
@@ -315,10 +332,11 @@ fn resolve_device(
             ),
         ));
     }
-    let profile = match Profile::built_in(&file.profile) {
+    let profile = match Profile::find(&file.profile, profiles_dir) {
         Some(profile) => profile?,
         None => {
-            let known: Vec<_> = Profile::built_in_names().collect();
+            let mut known = Profile::names_in(profiles_dir);
+            known.extend(Profile::built_in_names().map(str::to_string));
             return Err(error(
                 "profile",
                 format!(

@@ -4,6 +4,7 @@
 //! technical alarm, and how to reach it (the transport table: `[simulator]` for now; serial
 //! and BLE profiles come with their drivers).
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -109,6 +110,55 @@ impl Profile {
                 text,
             ))
         })
+    }
+
+    /// The profile called `name`: the clinic's own file `dir/NAME.toml` if there is one, else
+    /// the built-in profile of that name.
+    pub fn find(name: &str, dir: Option<&Path>) -> Option<Result<Self, ConfigErrors>> {
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if let Some(dir) = dir.filter(|_| valid_name) {
+            let path = dir.join(format!("{name}.toml"));
+            if path.is_file() {
+                return Some(
+                    Source::read(&path)
+                        .map_err(ConfigErrors::from)
+                        .and_then(|source| {
+                            let profile = Profile::parse(&source)?;
+                            if profile.name != name {
+                                let message = format!(
+                                    "the profile in {name}.toml must be named `{name}`, not `{}`",
+                                    profile.name
+                                );
+                                return Err(source
+                                    .error_at_key(0..source.text.len(), "name", message)
+                                    .into());
+                            }
+                            Ok(profile)
+                        }),
+                );
+            }
+        }
+        Profile::built_in(name)
+    }
+
+    /// The names of the profiles in `dir` (its `*.toml` files), sorted.
+    pub fn names_in(dir: Option<&Path>) -> Vec<String> {
+        let Some(Ok(entries)) = dir.map(std::fs::read_dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                (path.extension()? == "toml")
+                    .then(|| path.file_stem()?.to_str().map(str::to_string))?
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn built_in_names() -> impl Iterator<Item = &'static str> {
