@@ -18,6 +18,7 @@
 //!   as `None`, never as a number, and a value outside [`Vital::plausible_range`] as an
 //!   [`DecodeErrorKind::Implausible`] error for the whole frame or line, never as a reading.
 
+pub mod contec;
 mod framing;
 pub mod nonin;
 
@@ -116,12 +117,14 @@ pub trait Decoder: Send {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum Protocol {
     Nonin { format: nonin::Format },
+    Contec { format: contec::Format },
 }
 
 /// A decoder for `protocol`.
 pub fn decoder(protocol: &Protocol) -> Box<dyn Decoder> {
     match protocol {
         Protocol::Nonin { format } => nonin::decoder(*format),
+        Protocol::Contec { format } => contec::decoder(*format),
     }
 }
 
@@ -211,6 +214,12 @@ mod tests {
             parse(r#"protocol = { family = "nonin", format = "df2" }"#).unwrap(),
             Protocol::Nonin {
                 format: nonin::Format::Df2
+            }
+        );
+        assert_eq!(
+            parse(r#"protocol = { family = "contec", format = "v7" }"#).unwrap(),
+            Protocol::Contec {
+                format: contec::Format::V7
             }
         );
         assert!(parse(r#"protocol = { family = "nonin", format = "df9" }"#).is_err());
