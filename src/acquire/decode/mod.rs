@@ -20,6 +20,7 @@
 
 pub mod contec;
 mod framing;
+pub mod masimo;
 pub mod nonin;
 
 use chrono::{DateTime, Utc};
@@ -116,8 +117,14 @@ pub trait Decoder: Send {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum Protocol {
-    Nonin { format: nonin::Format },
-    Contec { format: contec::Format },
+    Nonin {
+        format: nonin::Format,
+    },
+    Contec {
+        format: contec::Format,
+    },
+    /// Masimo ASCII 1 lines (Rad-8, Radical-7, Rad-87 and the Rad-8 trend download).
+    Masimo,
 }
 
 /// A decoder for `protocol`.
@@ -125,6 +132,7 @@ pub fn decoder(protocol: &Protocol) -> Box<dyn Decoder> {
     match protocol {
         Protocol::Nonin { format } => nonin::decoder(*format),
         Protocol::Contec { format } => contec::decoder(*format),
+        Protocol::Masimo => masimo::decoder(),
     }
 }
 
@@ -221,6 +229,10 @@ mod tests {
             Protocol::Contec {
                 format: contec::Format::V7
             }
+        );
+        assert_eq!(
+            parse(r#"protocol = { family = "masimo" }"#).unwrap(),
+            Protocol::Masimo
         );
         assert!(parse(r#"protocol = { family = "nonin", format = "df9" }"#).is_err());
         assert!(parse(r#"protocol = { family = "philips" }"#).is_err());
