@@ -20,6 +20,7 @@
 
 pub mod contec;
 mod framing;
+pub mod line;
 pub mod masimo;
 pub mod nonin;
 
@@ -113,7 +114,8 @@ pub trait Decoder: Send {
 }
 
 /// The protocol a device speaks, as written in a device profile, for example
-/// `protocol = { family = "nonin", format = "df2" }`.
+/// `protocol = { family = "nonin", format = "df2" }` or
+/// `protocol = { family = "line", pattern = 'SYS=(?P<systolic>\d+) DIA=(?P<diastolic>\d+)' }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum Protocol {
@@ -125,15 +127,19 @@ pub enum Protocol {
     },
     /// Masimo ASCII 1 lines (Rad-8, Radical-7, Rad-87 and the Rad-8 trend download).
     Masimo,
+    /// Any text-printing device, described by a regular expression.
+    Line(line::LineSpec),
 }
 
-/// A decoder for `protocol`.
-pub fn decoder(protocol: &Protocol) -> Box<dyn Decoder> {
-    match protocol {
+/// A decoder for `protocol`. Only the generic line decoder can fail (its pattern may not
+/// compile or may name something that is not a vital).
+pub fn decoder(protocol: &Protocol) -> Result<Box<dyn Decoder>, line::LineSpecError> {
+    Ok(match protocol {
         Protocol::Nonin { format } => nonin::decoder(*format),
         Protocol::Contec { format } => contec::decoder(*format),
         Protocol::Masimo => masimo::decoder(),
-    }
+        Protocol::Line(spec) => Box::new(line::LineDecoder::new(spec)?),
+    })
 }
 
 #[cfg(test)]
@@ -234,7 +240,24 @@ mod tests {
             parse(r#"protocol = { family = "masimo" }"#).unwrap(),
             Protocol::Masimo
         );
+        let line = parse(
+            r#"protocol = { family = "line", pattern = 'SYS=(?P<systolic>\d+)', scale = { systolic = 1.0 } }"#,
+        )
+        .unwrap();
+        assert!(matches!(&line, Protocol::Line(spec) if spec.pattern == r"SYS=(?P<systolic>\d+)"));
+        assert!(decoder(&line).is_ok());
         assert!(parse(r#"protocol = { family = "nonin", format = "df9" }"#).is_err());
         assert!(parse(r#"protocol = { family = "philips" }"#).is_err());
+        assert!(parse(r#"protocol = { family = "line", pattern = 'x', colour = 1 }"#).is_err());
+    }
+
+    #[test]
+    fn a_bad_line_pattern_fails_at_construction() {
+        let protocol = Protocol::Line(line::LineSpec {
+            pattern: "SYS=(?P<sistolic>\\d+)".into(),
+            ..line::LineSpec::default()
+        });
+        let error = decoder(&protocol).err().expect("unknown group is refused");
+        assert!(error.to_string().contains("sistolic"), "{error}");
     }
 }
