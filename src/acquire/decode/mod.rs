@@ -261,3 +261,239 @@ mod tests {
         assert!(error.to_string().contains("sistolic"), "{error}");
     }
 }
+
+/// The properties every decoder must keep, whatever bytes arrive: no panic, buffering within
+/// its cap, skipped bytes never more than were fed, and a valid frame after arbitrary garbage
+/// still decodes.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::testing::sample;
+    use super::*;
+
+    /// An absolute ceiling on any decoder's buffer, whatever it says its cap is.
+    const HARD_CAP: usize = line::MAX_LINE_LIMIT;
+
+    struct Case {
+        protocol: Protocol,
+        /// A valid frame, packet or line.
+        frame: Vec<u8>,
+        expected: Sample,
+        /// Checksum-framed formats (Nonin DF2, DF7) have no byte that only a frame start can
+        /// hold, so garbage ending in a frame's first bytes can, once in a few hundred, pass
+        /// the checksum together with the start of the next real frame and swallow that
+        /// packet. For them the property is that the packet sent twice decodes at least once.
+        twice: bool,
+    }
+
+    fn spo2_hr(spo2: f64, hr: f64, quality: Quality) -> Sample {
+        sample(
+            &[(Vital::Spo2, Some(spo2)), (Vital::PulseRate, Some(hr))],
+            quality,
+        )
+    }
+
+    fn nonin(format: nonin::Format) -> Case {
+        use nonin::tests::{df2_packet, df7_packet, floats};
+        let frame = match format {
+            nonin::Format::Df2 => df2_packet(&[0x80; 25], &floats(97, 72)),
+            nonin::Format::Df7 => df7_packet(&[0x80; 25], &floats(97, 72)),
+            nonin::Format::Df8 => vec![0x94, 0x48, 0x5A, 0x21],
+            nonin::Format::Ascii => b"\r\nSPO2=097 HR=072\r\n".to_vec(),
+        };
+        let expected = match format {
+            nonin::Format::Df8 => spo2_hr(90.0, 72.0, Quality::LOW_PERFUSION | Quality::ARTEFACT),
+            _ => spo2_hr(97.0, 72.0, Quality::GOOD),
+        };
+        let twice = matches!(format, nonin::Format::Df2 | nonin::Format::Df7);
+        Case {
+            protocol: Protocol::Nonin { format },
+            frame,
+            expected,
+            twice,
+        }
+    }
+
+    fn contec(format: contec::Format) -> Case {
+        let frame = match format {
+            contec::Format::Legacy => contec::tests::legacy_frame(0, 0, 140, 97).to_vec(),
+            contec::Format::V7 => contec::tests::live_packet(0, 140, 97).to_vec(),
+        };
+        Case {
+            protocol: Protocol::Contec { format },
+            frame,
+            expected: spo2_hr(97.0, 140.0, Quality::GOOD),
+            twice: false,
+        }
+    }
+
+    fn masimo() -> Case {
+        let mut expected = sample(
+            &[
+                (Vital::Spo2, Some(97.0)),
+                (Vital::PulseRate, Some(64.0)),
+                (Vital::PerfusionIndex, Some(11.82)),
+            ],
+            Quality::GOOD,
+        );
+        expected.device_time = chrono::DateTime::parse_from_rfc3339("2010-09-15T15:10:29Z")
+            .ok()
+            .map(|t| t.to_utc());
+        Case {
+            protocol: Protocol::Masimo,
+            frame: b"\r\n09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"
+                .to_vec(),
+            expected,
+            twice: false,
+        }
+    }
+
+    fn generic_line() -> Case {
+        Case {
+            protocol: Protocol::Line(line::LineSpec {
+                pattern: line::tests::BP.into(),
+                ..line::LineSpec::default()
+            }),
+            frame: b"\r\nSYS=120 DIA=80\r\n".to_vec(),
+            expected: sample(
+                &[
+                    (Vital::Systolic, Some(120.0)),
+                    (Vital::Diastolic, Some(80.0)),
+                ],
+                Quality::GOOD,
+            ),
+            twice: false,
+        }
+    }
+
+    /// Garbage made of random bytes and of pieces of valid frames, some with a bit flipped:
+    /// the pieces reach the decoders' deeper states far more often than random bytes do.
+    fn garbage(material: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..48),
+            (any::<usize>(), 0usize..48, any::<Option<(usize, u8)>>()).prop_map(
+                move |(start, len, flip)| {
+                    let start = start % material.len();
+                    let end = (start + len).min(material.len());
+                    let mut piece = material[start..end].to_vec();
+                    if let (Some((at, bit)), false) = (flip, piece.is_empty()) {
+                        let at = at % piece.len();
+                        piece[at] ^= 1 << (bit % 8);
+                    }
+                    piece
+                }
+            ),
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    fn check(case: &Case, garbage: &[u8], chunks: &[usize]) -> Result<(), TestCaseError> {
+        let Ok(mut decoder) = decoder(&case.protocol) else {
+            return Err(TestCaseError::fail("decoder construction failed"));
+        };
+        prop_assert!(decoder.buffer_cap() <= HARD_CAP);
+        let mut out = Vec::new();
+        let mut fed = 0;
+        let mut rest = garbage;
+        for &size in chunks.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, tail) = rest.split_at(size.min(rest.len()));
+            decoder.feed(chunk, &mut out);
+            fed += chunk.len();
+            rest = tail;
+            prop_assert!(decoder.buffered() <= decoder.buffer_cap());
+        }
+        let copies = if case.twice { 2 } else { 1 };
+        for _ in 0..copies {
+            decoder.feed(&case.frame, &mut out);
+            fed += case.frame.len();
+            prop_assert!(decoder.buffered() <= decoder.buffer_cap());
+        }
+        let mut skipped = 0;
+        for item in &out {
+            if let Decoded::Error(e) = item {
+                prop_assert!(e.skipped > 0, "{e:?}");
+                skipped += e.skipped;
+            }
+        }
+        prop_assert!(skipped <= fed, "skipped {skipped} of {fed} bytes");
+        prop_assert_eq!(out.last(), Some(&Decoded::Sample(case.expected.clone())));
+        Ok(())
+    }
+
+    fn chunks() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(1usize..97, 1..8)
+    }
+
+    macro_rules! property {
+        ($name:ident, $case:expr) => {
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(256))]
+                #[test]
+                fn $name(
+                    (garbage, chunks) in {
+                        let case: Case = $case;
+                        let mut material = case.frame.clone();
+                        material.extend(&case.frame);
+                        (garbage(material), chunks())
+                    }
+                ) {
+                    check(&$case, &garbage, &chunks)?;
+                }
+            }
+        };
+    }
+
+    property!(nonin_df2_survives_garbage, nonin(nonin::Format::Df2));
+    property!(nonin_df7_survives_garbage, nonin(nonin::Format::Df7));
+    property!(nonin_df8_survives_garbage, nonin(nonin::Format::Df8));
+    property!(nonin_ascii_survives_garbage, nonin(nonin::Format::Ascii));
+    property!(
+        contec_legacy_survives_garbage,
+        contec(contec::Format::Legacy)
+    );
+    property!(contec_v7_survives_garbage, contec(contec::Format::V7));
+    property!(masimo_survives_garbage, masimo());
+    property!(line_survives_garbage, generic_line());
+
+    #[test]
+    fn floods_of_garbage_stay_bounded() {
+        // Half a megabyte of each decoder's worst case: bytes that start frames but never end
+        // them, and a line that never ends.
+        let floods: [(Case, u8); 8] = [
+            (nonin(nonin::Format::Df2), 0x01),
+            (nonin(nonin::Format::Df7), 0x81),
+            (nonin(nonin::Format::Df8), 0x80),
+            (nonin(nonin::Format::Ascii), b'x'),
+            (contec(contec::Format::Legacy), 0x80),
+            (contec(contec::Format::V7), 0x01),
+            (masimo(), b'x'),
+            (generic_line(), b'x'),
+        ];
+        for (case, byte) in floods {
+            let mut decoder = decoder(&case.protocol).ok().unwrap();
+            let flood = vec![byte; 4096];
+            let mut out = Vec::new();
+            for _ in 0..128 {
+                out.clear();
+                decoder.feed(&flood, &mut out);
+                assert!(decoder.buffered() <= decoder.buffer_cap());
+                // Reported in full runs, never one error per byte.
+                assert!(
+                    out.len() <= flood.len() / 64,
+                    "{:?}: {}",
+                    case.protocol,
+                    out.len()
+                );
+            }
+            out.clear();
+            for _ in 0..if case.twice { 2 } else { 1 } {
+                decoder.feed(&case.frame, &mut out);
+            }
+            assert_eq!(out.last(), Some(&Decoded::Sample(case.expected.clone())));
+        }
+    }
+}
