@@ -4,6 +4,7 @@
 //! decoders turn bytes into readings; each driver owns the producer end of its device's ring.
 
 pub mod ble;
+pub mod decode;
 pub mod ring;
 pub mod scenario;
 pub mod serial;
