@@ -14,4 +14,5 @@ pub mod events;
 pub mod metrics;
 pub mod replay;
 pub mod server;
+pub mod tools;
 pub mod vitals;

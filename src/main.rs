@@ -56,6 +56,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
     },
+    /// Decode a raw capture (for example `cat /dev/ttyUSB0 > capture.bin`) with a device
+    /// profile's decoder: one JSON line per reading, then a summary line.
+    Decode {
+        /// A device profile: a built-in name (see `devices`) or a profile file.
+        #[arg(long, value_name = "NAME_OR_FILE")]
+        profile: String,
+        /// The capture; `-` or nothing for standard input.
+        file: Option<PathBuf>,
+    },
+    /// List the serial ports with their USB ids and the device profiles that match them.
+    Devices {
+        /// A config whose [profiles] dir to match against as well as the built-in profiles.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +88,114 @@ fn main() -> ExitCode {
             session,
             rules,
         } => replay(scenario.as_deref(), session.as_deref(), rules.as_deref()),
+        Command::Decode { profile, file } => decode(&profile, file.as_deref()),
+        Command::Devices { config } => devices(config.as_deref()),
+    }
+}
+
+/// A profile named on the command line: a file if it ends in `.toml`, else a built-in name.
+fn cli_profile(name: &str) -> Result<vitalwatch::config::Profile, String> {
+    use vitalwatch::config::{Profile, Source};
+    if name.ends_with(".toml") {
+        let source = Source::read(std::path::Path::new(name)).map_err(|e| format!("error: {e}"))?;
+        return Profile::parse(&source).map_err(|e| e.to_string());
+    }
+    match Profile::built_in(name) {
+        Some(profile) => profile.map_err(|e| e.to_string()),
+        None => {
+            let known: Vec<_> = Profile::built_in_names().collect();
+            Err(format!(
+                "error: unknown device profile `{name}`; built-in profiles: {} (or a path ending in .toml)",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+fn decode(profile: &str, file: Option<&std::path::Path>) -> ExitCode {
+    let profile = match cli_profile(profile) {
+        Ok(profile) => profile,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(serial) = profile.serial() else {
+        eprintln!(
+            "error: profile `{}` has no protocol to decode (it is simulated)",
+            profile.name
+        );
+        return ExitCode::from(2);
+    };
+    let input: Box<dyn std::io::Read> = match file {
+        None => Box::new(std::io::stdin().lock()),
+        Some(path) if path == std::path::Path::new("-") => Box::new(std::io::stdin().lock()),
+        Some(path) => match std::fs::File::open(path) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            Err(error) => {
+                eprintln!("error: cannot open {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let stdout = std::io::stdout().lock();
+    let stderr = std::io::stderr().lock();
+    match vitalwatch::tools::decode_capture(&serial.protocol, input, stdout, stderr) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn devices(config: Option<&std::path::Path>) -> ExitCode {
+    use vitalwatch::config::Profile;
+    let mut profiles: Vec<Profile> = Profile::all_built_in().filter_map(Result::ok).collect();
+    if let Some(path) = config {
+        match vitalwatch::config::Config::load(path) {
+            Ok(config) => {
+                for device in &config.devices {
+                    if !profiles.iter().any(|p| p.name == device.profile.name) {
+                        profiles.push((*device.profile).clone());
+                    }
+                }
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match vitalwatch::tools::match_ports(&profiles) {
+        Ok(ports) if ports.is_empty() => {
+            println!("no serial ports found (pseudo-terminals are never listed)");
+            ExitCode::SUCCESS
+        }
+        Ok(ports) => {
+            for found in ports {
+                let usb = found
+                    .port
+                    .usb
+                    .map(|(vid, pid)| format!("usb {vid:04x}:{pid:04x}"))
+                    .unwrap_or_else(|| "no usb id".to_string());
+                let profiles = if found.profiles.is_empty() {
+                    "no matching profile".to_string()
+                } else {
+                    format!("profiles: {}", found.profiles.join(", "))
+                };
+                println!(
+                    "{}\t{usb}\t{}\t{profiles}",
+                    found.port.path,
+                    found.port.description.as_deref().unwrap_or("-")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

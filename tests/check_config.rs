@@ -196,8 +196,10 @@ fn a_clinics_own_profile_directory_is_searched_first() {
     .unwrap();
     let checked = check_path(&config);
     let error = one_error(&checked, &config, 6, "profile");
+    // The directory's profiles first, then the built-in ones.
     assert!(
-        error.contains("misnamed, ward-oximeter, simulated-oximeter"),
+        error.contains("known profiles: misnamed, ward-oximeter, "),
         "{error}"
     );
+    assert!(error.contains("simulated-oximeter"), "{error}");
 }

@@ -41,6 +41,29 @@ pub fn start_drivers(
                 };
                 tasks.push(tokio::spawn(simulated.run(producer, clock.clone())));
             }
+            Driver::Serial {
+                port,
+                line,
+                protocol,
+                on_connect,
+                keep_alive,
+            } => {
+                let serial = serial::SerialDevice {
+                    id: device.id.clone(),
+                    port: port.clone(),
+                    line: *line,
+                    protocol: protocol.clone(),
+                    commands: serial::Commands {
+                        on_connect: on_connect.clone(),
+                        keep_alive: keep_alive.clone(),
+                    },
+                    reopen_after_silence: serial::reopen_after_silence(
+                        device.silent_after,
+                        device.interval,
+                    ),
+                };
+                tasks.push(tokio::spawn(serial.run(producer, clock.clone())));
+            }
         }
     }
     (consumers, tasks)

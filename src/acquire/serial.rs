@@ -1,11 +1,27 @@
 //! Serial transport (RS-232, USB-serial) over `tokio-serial`.
 //!
-//! For now: port discovery for `vitalwatch devices`. The driver (profile-driven port settings,
-//! start and keep-alive commands, reconnect with backoff) and its decoders come with the
-//! serial-driver work; opening a port is always by explicit path from the config, because
-//! enumeration never lists pseudo-terminals and has no libudev here.
+//! A driver task per device opens its port with the profile's line settings, sends the
+//! profile's start and keep-alive commands, feeds what arrives to the protocol's pure decoder,
+//! and pushes the readings (one message per decoded sample) and decode errors into the
+//! device's ring. When the port disappears (USB unplugged), fails or goes silent, it reports
+//! the link lost and reopens the same path with backoff, for ever. Other devices never notice.
+//!
+//! Ports are opened by the explicit path in the config (best a stable /dev/serial/by-id link):
+//! enumeration here has no libudev and never lists pseudo-terminals, so it only serves
+//! `vitalwatch devices`.
 
 use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_serial::SerialPortBuilderExt;
+
+use super::decode::{Decoded, Protocol, Sample, decoder};
+use super::ring::RingProducer;
+use crate::clock::Clock;
+use crate::config::{FlowControl, LineSettings, Parity};
+use crate::vitals::{DeviceId, DeviceMessage, LinkState, Mono, Reading};
 
 /// A serial port the OS lists, with its USB identity where it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +66,213 @@ pub fn available_ports() -> Result<Vec<PortInfo>, PortListError> {
             }
         })
         .collect())
+}
+
+/// Bytes the driver sends the device: once on every connection, and periodically.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Commands {
+    pub on_connect: Vec<Vec<u8>>,
+    pub keep_alive: Option<(Duration, Vec<u8>)>,
+}
+
+/// A configured serial device: where it is, how to talk to it, how to decode it.
+#[derive(Debug, Clone)]
+pub struct SerialDevice {
+    pub id: DeviceId,
+    pub port: String,
+    pub line: LineSettings,
+    pub protocol: Protocol,
+    pub commands: Commands,
+    /// No byte for this long: the port is reopened (a device that went quiet may have reset).
+    pub reopen_after_silence: Duration,
+}
+
+/// Reconnection backoff: 0.5 s doubling to 10 s, back to the start after a good connection.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A connection that lasted this long was good: the next failure starts the backoff afresh.
+const GOOD_CONNECTION: Duration = Duration::from_secs(10);
+const READ_BUFFER: usize = 4096;
+
+/// How long a connected port may stay quiet before it is reopened: twice the silence that
+/// raises the technical alarm for a continuous device, three intervals for an intermittent one
+/// (a cuff), and never under 5 s.
+pub fn reopen_after_silence(silent_after: Option<Duration>, interval: Duration) -> Duration {
+    silent_after
+        .map(|silent| silent * 2)
+        .unwrap_or(interval * 3)
+        .max(Duration::from_secs(5))
+}
+
+impl SerialDevice {
+    fn open(&self) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
+        let line = &self.line;
+        let data_bits = match line.data_bits {
+            5 => tokio_serial::DataBits::Five,
+            6 => tokio_serial::DataBits::Six,
+            7 => tokio_serial::DataBits::Seven,
+            _ => tokio_serial::DataBits::Eight,
+        };
+        let parity = match line.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Odd => tokio_serial::Parity::Odd,
+            Parity::Even => tokio_serial::Parity::Even,
+        };
+        let stop_bits = match line.stop_bits {
+            2 => tokio_serial::StopBits::Two,
+            _ => tokio_serial::StopBits::One,
+        };
+        let flow_control = match line.flow_control {
+            FlowControl::None => tokio_serial::FlowControl::None,
+            FlowControl::Software => tokio_serial::FlowControl::Software,
+            FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+        };
+        tokio_serial::new(&self.port, line.baud)
+            .data_bits(data_bits)
+            .parity(parity)
+            .stop_bits(stop_bits)
+            .flow_control(flow_control)
+            .open_native_async()
+    }
+
+    /// Keeps the device connected for ever: opens the port, sends the profile's commands,
+    /// decodes what arrives into the ring, and reopens with backoff when the port disappears,
+    /// fails or goes silent. Every link change goes through the ring as a message, so the
+    /// engine raises the technical alarms.
+    pub async fn run(self, mut ring: RingProducer, clock: Clock) {
+        let mut backoff = BACKOFF_FIRST;
+        let mut reported_lost = false;
+        loop {
+            let reason = match self.open() {
+                Ok(stream) => {
+                    let started = tokio::time::Instant::now();
+                    self.link(
+                        &mut ring,
+                        &clock,
+                        LinkState::Connected,
+                        format!("{} open", self.port),
+                    );
+                    let reason = self.serve(stream, &mut ring, &clock).await;
+                    if started.elapsed() >= GOOD_CONNECTION {
+                        backoff = BACKOFF_FIRST;
+                    }
+                    reported_lost = false;
+                    reason
+                }
+                Err(error) => format!("cannot open {}: {error}", self.port),
+            };
+            if !reported_lost {
+                tracing::warn!(device = %self.id, port = %self.port, "{reason}");
+                self.link(&mut ring, &clock, LinkState::Lost, reason);
+                reported_lost = true;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One connection: returns why it ended.
+    async fn serve(
+        &self,
+        mut stream: tokio_serial::SerialStream,
+        ring: &mut RingProducer,
+        clock: &Clock,
+    ) -> String {
+        let mut decoder = match decoder(&self.protocol) {
+            Ok(decoder) => decoder,
+            Err(error) => return format!("bad protocol settings: {error}"),
+        };
+        for command in &self.commands.on_connect {
+            if let Err(error) = AsyncWriteExt::write_all(&mut stream, command).await {
+                return format!("cannot write the start command: {error}");
+            }
+        }
+        let keep_alive_every = self.commands.keep_alive.as_ref().map(|(every, _)| *every);
+        let mut keep_alive =
+            tokio::time::interval(keep_alive_every.unwrap_or(Duration::from_secs(3600)));
+        keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keep_alive.tick().await; // the first tick is immediate; the start command was just sent
+        let mut buffer = vec![0u8; READ_BUFFER];
+        let mut decoded = Vec::new();
+        loop {
+            tokio::select! {
+                read = tokio::time::timeout(self.reopen_after_silence, AsyncReadExt::read(&mut stream, &mut buffer)) => {
+                    let count = match read {
+                        Err(_) => return format!("no data for {} s", self.reopen_after_silence.as_secs_f64()),
+                        Ok(Err(error)) => return format!("read failed: {error}"),
+                        Ok(Ok(0)) => return "port closed".to_string(),
+                        Ok(Ok(count)) => count,
+                    };
+                    decoder.feed(&buffer[..count], &mut decoded);
+                    for item in decoded.drain(..) {
+                        self.deliver(item, ring, clock);
+                    }
+                }
+                _ = keep_alive.tick(), if keep_alive_every.is_some() => {
+                    if let Some((_, bytes)) = &self.commands.keep_alive
+                        && let Err(error) = AsyncWriteExt::write_all(&mut stream, bytes).await
+                    {
+                        return format!("cannot write the keep-alive: {error}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, item: Decoded, ring: &mut RingProducer, clock: &Clock) {
+        let received = clock.now();
+        let message = match item {
+            Decoded::Sample(sample) => DeviceMessage::Readings(readings_of(
+                &self.id,
+                sample,
+                received,
+                clock.utc_at(received),
+            )),
+            Decoded::Error(error) => DeviceMessage::DecodeError {
+                device: self.id.clone(),
+                kind: error.kind.as_str(),
+                skipped: error.skipped,
+                detail: error.detail,
+                at: received,
+            },
+        };
+        if !ring.push(message) {
+            tracing::debug!(device = %self.id, "ring full, message dropped");
+        }
+    }
+
+    fn link(&self, ring: &mut RingProducer, clock: &Clock, state: LinkState, detail: String) {
+        let at = clock.now();
+        ring.push(DeviceMessage::Link {
+            device: self.id.clone(),
+            state,
+            detail: Some(detail),
+            at,
+            at_utc: clock.utc_at(at),
+        });
+    }
+}
+
+/// A decoded sample as the readings of one measurement.
+pub fn readings_of(
+    device: &DeviceId,
+    sample: Sample,
+    received: Mono,
+    received_utc: DateTime<Utc>,
+) -> Vec<Reading> {
+    sample
+        .values
+        .into_iter()
+        .map(|(vital, value)| Reading {
+            device: device.clone(),
+            vital,
+            value,
+            quality: sample.quality,
+            device_time: sample.device_time,
+            received,
+            received_utc,
+        })
+        .collect()
 }
 
 #[cfg(test)]

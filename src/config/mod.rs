@@ -17,10 +17,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use profile::{Profile, SimulatorProfile, Transport};
+pub use profile::{
+    FlowControl, LineOverride, LineSettings, Parity, Profile, SerialProfile, SimulatorProfile,
+    Transport, UsbId,
+};
 pub use rules::{DEFAULT_RULES, parse_rule_set};
 pub use source::{ConfigError, ConfigErrors, Source};
 
+use crate::acquire::decode::Protocol;
 use crate::acquire::scenario::Scenario;
 use crate::engine::RuleSet;
 use crate::vitals::DeviceId;
@@ -187,6 +191,10 @@ struct DeviceFile {
     interval_s: Option<f64>,
     silent_after_s: Option<f64>,
     ring_capacity: Option<usize>,
+    /// Serial devices: the port's path (a stable /dev/serial/by-id/... link is best).
+    port: Option<String>,
+    /// Serial devices: line settings that differ from the profile's.
+    serial: Option<LineOverride>,
 }
 
 /// How the daemon drives one device.
@@ -195,6 +203,13 @@ pub enum Driver {
     Simulator {
         profile: SimulatorProfile,
         scenario: Arc<Scenario>,
+    },
+    Serial {
+        port: String,
+        line: LineSettings,
+        protocol: Protocol,
+        on_connect: Vec<Vec<u8>>,
+        keep_alive: Option<(Duration, Vec<u8>)>,
     },
 }
 
@@ -392,9 +407,52 @@ fn resolve_device(
                 [only] if only.line.is_none() => error("scenario", only.message.clone()),
                 _ => e,
             })?;
+            if file.port.is_some() || file.serial.is_some() {
+                return Err(error(
+                    "port",
+                    format!(
+                        "profile `{}` is simulated: it has no port or serial settings",
+                        profile.name
+                    ),
+                ));
+            }
             Driver::Simulator {
                 profile: simulator.clone(),
                 scenario: Arc::new(scenario),
+            }
+        }
+        Transport::Serial(serial) => {
+            if file.scenario.is_some() {
+                return Err(error(
+                    "scenario",
+                    format!(
+                        "profile `{}` is a serial device: scenarios are for simulated ones",
+                        profile.name
+                    ),
+                ));
+            }
+            let Some(port) = file.port.clone().filter(|p| !p.trim().is_empty()) else {
+                return Err(error(
+                    "profile",
+                    format!(
+                        "profile `{}` is a serial device and needs a `port` (for example \"/dev/ttyUSB0\")",
+                        profile.name
+                    ),
+                ));
+            };
+            let line = match &file.serial {
+                None => serial.line,
+                Some(changes) => serial
+                    .line
+                    .with(changes)
+                    .map_err(|message| error("serial", message))?,
+            };
+            Driver::Serial {
+                port: source.resolve(&port).display().to_string(),
+                line,
+                protocol: serial.protocol.clone(),
+                on_connect: serial.on_connect.clone(),
+                keep_alive: serial.keep_alive.clone(),
             }
         }
     };

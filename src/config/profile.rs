@@ -1,8 +1,9 @@
 //! Device profiles: one data file per device model in `device-profiles/`, built into the binary.
 //!
 //! A profile says which vitals a device reports, how often, when its silence becomes a
-//! technical alarm, and how to reach it (the transport table: `[simulator]` for now; serial
-//! and BLE profiles come with their drivers).
+//! technical alarm, and how to reach it: a `[simulator]` or `[serial]` table (line settings,
+//! protocol, commands, USB ids). Each file opens with a comment block: what device, how to put
+//! it in the right output mode, where its format is documented.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,11 +11,44 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::source::{ConfigErrors, Source};
+use crate::acquire::decode::{Protocol, decoder};
 use crate::acquire::scenario::Role;
 use crate::vitals::Vital;
 
 /// The profiles shipped in `device-profiles/`.
 const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "nonin-df8",
+        include_str!("../../device-profiles/nonin-df8.toml"),
+    ),
+    (
+        "nonin-df2",
+        include_str!("../../device-profiles/nonin-df2.toml"),
+    ),
+    (
+        "nonin-df7",
+        include_str!("../../device-profiles/nonin-df7.toml"),
+    ),
+    (
+        "nonin-7500fo-ascii",
+        include_str!("../../device-profiles/nonin-7500fo-ascii.toml"),
+    ),
+    (
+        "contec-cms50d-legacy",
+        include_str!("../../device-profiles/contec-cms50d-legacy.toml"),
+    ),
+    (
+        "contec-cms50d-v7",
+        include_str!("../../device-profiles/contec-cms50d-v7.toml"),
+    ),
+    (
+        "masimo-rad8-ascii1",
+        include_str!("../../device-profiles/masimo-rad8-ascii1.toml"),
+    ),
+    (
+        "generic-line-bp",
+        include_str!("../../device-profiles/generic-line-bp.toml"),
+    ),
     (
         "simulated-oximeter",
         include_str!("../../device-profiles/simulated-oximeter.toml"),
@@ -31,6 +65,139 @@ pub struct SimulatorProfile {
     pub role: Role,
 }
 
+/// Parity, as written in profiles and configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    None,
+    Odd,
+    Even,
+}
+
+/// Flow control, as written in profiles and configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowControl {
+    None,
+    /// XON/XOFF.
+    Software,
+    /// RTS/CTS.
+    Hardware,
+}
+
+/// Serial line settings; every field may be overridden per device in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineOverride {
+    pub baud: Option<u32>,
+    pub data_bits: Option<u8>,
+    pub parity: Option<Parity>,
+    pub stop_bits: Option<u8>,
+    pub flow_control: Option<FlowControl>,
+}
+
+/// The line settings a port is opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSettings {
+    pub baud: u32,
+    pub data_bits: u8,
+    pub parity: Parity,
+    pub stop_bits: u8,
+    pub flow_control: FlowControl,
+}
+
+impl LineSettings {
+    /// These settings with `changes` applied, or what is wrong with the result.
+    pub fn with(self, changes: &LineOverride) -> Result<Self, String> {
+        let settings = LineSettings {
+            baud: changes.baud.unwrap_or(self.baud),
+            data_bits: changes.data_bits.unwrap_or(self.data_bits),
+            parity: changes.parity.unwrap_or(self.parity),
+            stop_bits: changes.stop_bits.unwrap_or(self.stop_bits),
+            flow_control: changes.flow_control.unwrap_or(self.flow_control),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(50..=4_000_000).contains(&self.baud) {
+            return Err(format!("baud {} is not a serial speed", self.baud));
+        }
+        if !(5..=8).contains(&self.data_bits) {
+            return Err(format!("data_bits must be 5 to 8, got {}", self.data_bits));
+        }
+        if !(1..=2).contains(&self.stop_bits) {
+            return Err(format!("stop_bits must be 1 or 2, got {}", self.stop_bits));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes written as hex in a profile, for example `"02 70 02 02 08 03"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.split_whitespace()
+            .map(|pair| {
+                u8::from_str_radix(pair, 16).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{pair}` is not a hex byte (write bytes as hex pairs separated by spaces, like \"02 70 03\")"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<u8>, _>>()
+            .map(HexBytes)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepAlive {
+    pub every_s: f64,
+    pub bytes: HexBytes,
+}
+
+/// A USB adapter's vendor and product id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbId {
+    pub vid: u16,
+    pub pid: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerialFile {
+    baud: u32,
+    data_bits: u8,
+    parity: Parity,
+    stop_bits: u8,
+    flow_control: FlowControl,
+    protocol: Protocol,
+    #[serde(default)]
+    on_connect: Vec<HexBytes>,
+    keep_alive: Option<KeepAlive>,
+    #[serde(default)]
+    usb: Vec<UsbId>,
+}
+
+/// How a serial device is reached and decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SerialProfile {
+    pub line: LineSettings,
+    pub protocol: Protocol,
+    /// Sent once on every connection.
+    pub on_connect: Vec<Vec<u8>>,
+    /// Sent periodically while connected.
+    pub keep_alive: Option<(Duration, Vec<u8>)>,
+    /// USB adapters known to carry this device (for `vitalwatch devices`).
+    pub usb: Vec<UsbId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
@@ -40,12 +207,14 @@ struct ProfileFile {
     interval_s: f64,
     silent_after_s: Option<f64>,
     simulator: Option<SimulatorProfile>,
+    serial: Option<SerialFile>,
 }
 
 /// How a profile's devices are reached.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
     Simulator(SimulatorProfile),
+    Serial(SerialProfile),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,12 +248,19 @@ impl Profile {
                 ));
             }
         }
-        let transport = match file.simulator {
-            Some(simulator) => Some(Transport::Simulator(simulator)),
-            None => {
+        let transport = match (file.simulator, file.serial) {
+            (Some(simulator), None) => Some(Transport::Simulator(simulator)),
+            (None, Some(serial)) => match serial_profile(serial) {
+                Ok(serial) => Some(Transport::Serial(serial)),
+                Err((key, message)) => {
+                    errors.push(source.error_at_key(whole.clone(), key, message));
+                    None
+                }
+            },
+            _ => {
                 errors.push(source.error_at(
                     whole.clone(),
-                    "a profile needs a transport table: [simulator]",
+                    "a profile needs exactly one transport table: [simulator] or [serial]",
                 ));
                 None
             }
@@ -100,6 +276,19 @@ impl Profile {
             }),
             _ => Err(ConfigErrors(errors)),
         }
+    }
+
+    /// The serial settings, for a serial device.
+    pub fn serial(&self) -> Option<&SerialProfile> {
+        match &self.transport {
+            Transport::Serial(serial) => Some(serial),
+            Transport::Simulator(_) => None,
+        }
+    }
+
+    /// Every built-in profile, for listing and matching.
+    pub fn all_built_in() -> impl Iterator<Item = Result<Self, ConfigErrors>> {
+        Profile::built_in_names().filter_map(Profile::built_in)
     }
 
     /// The built-in profile called `name`.
@@ -164,6 +353,40 @@ impl Profile {
     pub fn built_in_names() -> impl Iterator<Item = &'static str> {
         BUILT_IN.iter().map(|(name, _)| *name)
     }
+}
+
+/// Checks a `[serial]` table; an error names its key.
+fn serial_profile(file: SerialFile) -> Result<SerialProfile, (&'static str, String)> {
+    let line = LineSettings {
+        baud: file.baud,
+        data_bits: file.data_bits,
+        parity: file.parity,
+        stop_bits: file.stop_bits,
+        flow_control: file.flow_control,
+    };
+    line.check().map_err(|message| ("baud", message))?;
+    // A pattern that does not compile is this profile's error, found now, not at connection.
+    decoder(&file.protocol).map_err(|e| ("protocol", e.to_string()))?;
+    let keep_alive = match file.keep_alive {
+        None => None,
+        Some(keep_alive) if keep_alive.every_s.is_finite() && keep_alive.every_s > 0.0 => Some((
+            Duration::from_secs_f64(keep_alive.every_s),
+            keep_alive.bytes.0,
+        )),
+        Some(_) => {
+            return Err((
+                "keep_alive",
+                "keep_alive.every_s must be > 0 seconds".into(),
+            ));
+        }
+    };
+    Ok(SerialProfile {
+        line,
+        protocol: file.protocol,
+        on_connect: file.on_connect.into_iter().map(|bytes| bytes.0).collect(),
+        keep_alive,
+        usb: file.usb,
+    })
 }
 
 #[cfg(test)]
