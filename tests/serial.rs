@@ -336,7 +336,9 @@ async fn a_generic_line_profile_reads_a_text_printing_bp_monitor() {
 async fn unplugging_raises_the_link_lost_alarm_and_a_new_device_at_the_same_path_reconnects() {
     let setup = setup();
     let mut device = FakeDevice::plug(&setup.port);
-    let daemon = daemon_with(&setup.port, "nonin-df8", "");
+    // A simulated oximeter beside it: whatever the port does, it must keep being read.
+    let simulated = "[[device]]\nid = \"sim1\"\nprofile = \"simulated-oximeter\"\nscenario = \"typical-infusion\"\n";
+    let daemon = daemon_with(&setup.port, "nonin-df8", simulated);
     let mut events = daemon.events().await;
     daemon.start_session("KAP-SERIAL-1").await;
     wait_link(&daemon, "connected").await;
@@ -361,6 +363,16 @@ async fn unplugging_raises_the_link_lost_alarm_and_a_new_device_at_the_same_path
         .await
         .expect("the link-lost technical alarm");
     assert_eq!(alarm.data["alarm"]["kind"], "technical");
+    // The other device goes on: its next sample (1 s) arrives while dev1 is gone.
+    events
+        .until(
+            deadline(5),
+            |_| {},
+            |e| e.name == "reading" && e.data["device"] == "sim1",
+        )
+        .await
+        .expect("the simulated oximeter keeps reporting while the serial port is gone");
+
     assert_eq!(alarm.data["alarm"]["device"], "dev1");
     let status = daemon.get_json("/api/v1/status").await;
     let dev = status["devices"]
