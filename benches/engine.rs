@@ -36,8 +36,12 @@ fn readings() -> Vec<Reading> {
         out.push(reading(&ox, Vital::Spo2, spo2));
         out.push(reading(&ox, Vital::PulseRate, 70.0 + (second % 7) as f64));
         out.push(reading(&ox, Vital::PerfusionIndex, 3.5));
-        if second % 300 == 0 {
-            let systolic = if second % 1200 == 0 { 185.0 } else { 130.0 };
+        if second.is_multiple_of(300) {
+            let systolic = if second.is_multiple_of(1200) {
+                185.0
+            } else {
+                130.0
+            };
             out.push(reading(&cuff, Vital::Systolic, systolic));
             out.push(reading(&cuff, Vital::Diastolic, 85.0));
             out.push(reading(&cuff, Vital::MeanArterial, 100.0));
