@@ -638,6 +638,11 @@
       const { stale, why, age } = staleness(device, reading);
       const flags = reading ? reading.quality.map((f) => FLAG_TEXT[f] || f) : [];
       setText(node.querySelector('.src'), device ? device.id : '');
+      const base = (S.session && S.session.phase !== 'ended' && S.session.baseline) || {};
+      const baseText = tile.id === 'tile-bp'
+        ? (base.systolic !== undefined ? `baseline ${Math.round(base.systolic)}/${base.diastolic !== undefined ? Math.round(base.diastolic) : '--'}` : '')
+        : (base[main] !== undefined ? `baseline ${fmtValue(main, base[main])}` : '');
+      setText(node.querySelector('.base'), baseText);
       const value = node.querySelector('.value');
       const meta = node.querySelector('.meta');
       if (tile.id === 'tile-bp') {
