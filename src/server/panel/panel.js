@@ -121,8 +121,11 @@
       S.attempt += 1; // ignore anything still arriving on this connection
       setTimeout(connect, RETRY_MS);
     }
-    // While the state is re-read, events wait, then apply on top of it in order.
+    // While the state is re-read, events wait, then apply on top of it in order (each
+    // carries its whole alarm, session or reading, so replaying one already counted in the
+    // state changes nothing).
     let buffer = null;
+    let rereads = 0;
     const on = (name, handler, direct) => es.addEventListener(name, (e) => {
       if (!current()) return;
       let data;
@@ -132,12 +135,16 @@
     });
     const rereadNow = async () => {
       buffer = buffer || [];
+      rereads += 1;
       try {
         await reread();
       } finally {
-        const pending = buffer;
-        buffer = null;
-        if (current()) for (const apply of pending) apply();
+        rereads -= 1;
+        if (rereads === 0) {
+          const pending = buffer || [];
+          buffer = null;
+          if (current()) for (const apply of pending) apply();
+        }
       }
     };
     on('status', async (snapshot) => {
@@ -197,6 +204,7 @@
     S.online = false;
     S.offlineWhy = why;
     S.retries = (S.retries || 0) + 1;
+    scheduleAudio();
   }
   function goOnline() {
     S.online = true;
@@ -239,6 +247,8 @@
   function onAlarm(e) {
     if (e.change === 'ended') S.alarms.delete(e.alarm.id);
     else S.alarms.set(e.alarm.id, e.alarm);
+    // At once, not at the next frame: a hidden tab's timers may run rarely.
+    scheduleAudio();
     if (e.change !== 'audio_resumed' && e.change !== 'advice_changed') {
       const by = e.by ? ` by ${e.by}` : '';
       addLog(e.time, `${e.alarm.priority.toUpperCase()} ${e.alarm.message}: ${CHANGE_TEXT[e.change] || e.change}${by}`);
