@@ -13,15 +13,21 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, repo_root, require_tool, simulated_config};
 use serde_json::{Value, json};
 
-/// One browser at a time: the machine's two cores are shared with the daemon under test.
-static BROWSER: Mutex<()> = Mutex::new(());
+/// One case at a time: the machine's two cores are shared between chromium and the daemon
+/// under test, and a daemon's scenario clock runs from its start, so each test takes this
+/// before it starts its daemon.
+static ONE_CASE: Mutex<()> = Mutex::new(());
+
+fn one_case() -> MutexGuard<'static, ()> {
+    ONE_CASE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// No case may run longer than this, whatever happens in the browser.
 const CASE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -58,7 +64,6 @@ fn run_case(
     env: &[(&str, String)],
     mut control: impl FnMut(&Value, &mut Daemon) -> Value,
 ) {
-    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let node = require_tool("node");
     let chromium = chromium();
     let dir = panel_dir();
@@ -156,6 +161,7 @@ fn write_scenario(dir: &tempfile::TempDir, text: &str) -> String {
 
 #[test]
 fn vitals_appear_update_and_a_quiet_or_lost_device_greys_out() {
+    let _one = one_case();
     // The oximeter sends for 100 s, is connected but silent for 100 s, sends again, then loses
     // its link at 250 s for 100 s. The cuff measures every 10 minutes.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -188,15 +194,18 @@ disconnect = { role = "oximeter", for_s = 100 }
 
 #[test]
 fn a_high_priority_alarm_flashes_red_at_2_hz_colours_its_tile_and_sounds_ten_pulses() {
-    let mut daemon = Daemon::start(
-        &simulated_config("hypertensive-response", ""),
-        &["--speed", "60"],
-    );
+    let _one = one_case();
+    // The cuff every 4 minutes: its confirming reading comes well within bp_high's 5-minute
+    // confirmation window (at exactly 5 minutes, the receive time's jitter decides).
+    let config = "[[device]]\nid = \"ox1\"\nprofile = \"simulated-oximeter\"\nscenario = \"hypertensive-response\"\n\n\
+                  [[device]]\nid = \"cuff1\"\nprofile = \"simulated-bp-cuff\"\nscenario = \"hypertensive-response\"\ninterval_s = 240\n";
+    let mut daemon = Daemon::start(config, &["--speed", "60"]);
     run_case("alarm", &mut daemon, &[], no_control);
 }
 
 #[test]
 fn acknowledge_audio_pause_and_session_actions_need_a_nurse_token() {
+    let _one = one_case();
     // SpO2 82 % from t = 60 s for 50 minutes: a high alarm that stays.
     let dir = tempfile::tempdir().expect("temp dir");
     let scenario = write_scenario(
@@ -231,6 +240,7 @@ dip = { vital = "spo2", to = 82, for_s = 3000 }
 
 #[test]
 fn a_stopped_or_killed_daemon_turns_the_panel_into_monitor_offline_within_5_s() {
+    let _one = one_case();
     let config = simulated_config("typical-infusion", "");
     let extra = ["--speed", "10"];
     let mut daemon = Daemon::start(&config, &extra);
