@@ -182,14 +182,14 @@
     applyStatus(status.body);
     S.trends.clear();
     for (const series of trends.body.series || []) S.trends.set(`${series.device}/${series.vital}`, series.points.slice());
-    if (S.tokensRequired === false) S.nurse = 'local';
-    else if (S.token && !S.nurse) await checkToken(S.token, false);
+    // The daemon may have restarted with other tokens: check the kept one again.
+    if (S.tokensRequired && S.token) await checkToken(S.token, false);
+    else if (!S.token) S.nurse = null;
   }
 
   function applyStatus(status) {
     syncClock(status.time, status.clock_speed);
     S.tokensRequired = !!status.tokens_required;
-    if (!S.tokensRequired) S.nurse = 'local';
     S.session = status.session;
     S.devices = new Map(status.devices.map((d) => [d.id, d]));
     S.alarms = new Map(status.alarms.map((a) => [a.id, a]));
@@ -294,10 +294,11 @@
   }
   function forgetToken() {
     S.token = null;
-    S.nurse = S.tokensRequired ? null : 'local';
+    S.nurse = null;
     sessionStorage.removeItem(TOKEN_KEY);
   }
-  const canAct = () => !!S.nurse;
+  // Without tokens (a loopback-only daemon) anyone here may act; with them, a signed-in nurse.
+  const canAct = () => S.tokensRequired === false || (S.tokensRequired === true && !!S.nurse);
 
   async function act(path, body, what) {
     S.actionMsg = '';
@@ -493,7 +494,7 @@
     if (who.dataset.key !== whoKey) {
       who.dataset.key = whoKey;
       if (S.tokensRequired === null) who.replaceChildren();
-      else if (S.nurse && !S.tokensRequired) who.replaceChildren(el('span', '', 'no tokens: open'));
+      else if (!S.tokensRequired) who.replaceChildren(el('span', '', 'no tokens: open'));
       else if (S.nurse) {
         const out = el('button', 'act', 'Sign out');
         out.id = 'signout';
