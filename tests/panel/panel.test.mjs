@@ -234,9 +234,9 @@ cases.alarm = async () => {
     }, 10000, 'a cuff reading during the baseline phase');
     check((await api('/api/v1/session/phase', { method: 'POST', body: { phase: 'infusion' } })).status === 200, 'the infusion starts');
     await waitFor(page, () => document.querySelector('#phase').textContent === 'infusion', 3000, 'the header shows the infusion');
-    // Calm until the cuff reading at t = 960 s (SBP 176, 30 % above the baseline): stop
-    // there about 10 minutes into the session (it started at about 1 min). Then SBP 192 at
-    // 1200 s (medium), confirmed at 1440 s (high).
+    // Calm until the cuff reading at t = 960 s (SBP 180: medium bp_high, and low bp_rise,
+    // 30 % above the baseline); confirmed by the one at 1200 s (SBP 192: high). Stop about
+    // 10 minutes into the session (it started at about 1 min).
     for (;;) {
       const status = (await api('/api/v1/status')).body;
       if ((Date.parse(status.time) - Date.parse(status.session.started)) / 1000 > 600) break;
@@ -248,7 +248,7 @@ cases.alarm = async () => {
     check(await page.evaluate(() => window.vitalwatchAudio.pattern === null), 'and silent');
     await screenshot(page, 'panel-calm.png');
 
-    // t = 1200 s: medium bp_high (the low bp_rise came at 960 s).
+    // t = 960 s: medium bp_high and low bp_rise.
     await waitFor(page, () => document.querySelector('#alarms li.prio-medium'), 15000, 'a medium alarm appears');
     checkFlash(await flashing(page, '#alarms li.prio-medium', 2100), { name: 'flash-medium', period: 2000, colours: [YELLOW, DARK_YELLOW] });
     check(await page.evaluate(() => window.vitalwatchAudio.pattern === 'medium' || window.vitalwatchAudio.pattern === 'high'), 'it sounds');
@@ -258,7 +258,7 @@ cases.alarm = async () => {
     const low = await style(page, '#alarms li.prio-low', ['backgroundColor', 'animationName']);
     check(low.backgroundColor === CYAN && low.animationName === 'none', `low priority is cyan and steady (${JSON.stringify(low)})`);
 
-    // t = 1440 s: the confirming reading: high.
+    // t = 1200 s: the confirming reading: high.
     await waitFor(page, () => document.querySelector('#alarms li.prio-high'), 15000, 'a high-priority alarm appears');
     const first = await page.evaluate(() => [...document.querySelectorAll('#alarms li')].map((li) => li.dataset.priority));
     check(first[0] === 'high' && first[first.length - 1] === 'low', `alarms are ordered by priority (${first.join(', ')})`);

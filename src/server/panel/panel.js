@@ -49,7 +49,6 @@
     offlineSince: performance.now(),
     offlineWhy: 'Waiting for vitalwatch.',
     lastBeat: 0,
-    es: null,
     attempt: 0,
     endArmedUntil: 0,
     actionMsg: '',
@@ -107,7 +106,6 @@
     S.attempt += 1;
     const attempt = S.attempt;
     const es = new EventSource('/api/v1/events');
-    S.es = es;
     let restored = false;
     // A connection that never delivers its state (a hung daemon accepts and says nothing)
     // counts as failed.
@@ -324,7 +322,6 @@
     ctx: null,
     waveform: null,
     pattern: null,
-    cause: null,
     lastBurst: 0, // performance.now() of the current pattern's latest burst
     nodes: [],
   };
@@ -417,7 +414,6 @@
       audio.pattern = pattern;
       audio.lastBurst = 0;
     }
-    audio.cause = cause;
     audioState.pattern = pattern;
     audioState.cause = cause;
     if (audio.ctx) audioState.contextState = audio.ctx.state;
