@@ -10,6 +10,7 @@ use crate::acquire::start_drivers;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{DeviceInfo, DeviceSpec, EngineTask};
+use crate::events::RulesView;
 use crate::metrics::Metrics;
 use crate::server::{AppState, router};
 
@@ -56,8 +57,11 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
                 measures_bp: d.profile.vitals.contains(&crate::vitals::Vital::Systolic),
             },
             profile: d.profile.name.clone(),
+            vitals: d.profile.vitals.clone(),
+            interval: d.interval,
         })
         .collect();
+    let rules = Arc::new(RulesView::of(&config.rules));
     let (engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
     let engine = tokio::spawn(engine.run());
 
@@ -73,6 +77,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         engine: handle,
         registry,
         tokens: Arc::new(config.tokens),
+        rules,
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -406,6 +406,8 @@ pub struct Session {
     pub phase_since_utc: DateTime<Utc>,
     /// When the infusion phase began, if it has.
     pub infusion_started_utc: Option<DateTime<Utc>>,
+    /// When the infusion phase ended (recovery, or the session ended during the infusion).
+    pub infusion_stopped_utc: Option<DateTime<Utc>>,
 }
 
 impl Session {
@@ -418,6 +420,7 @@ impl Session {
             phase_since: now,
             phase_since_utc: now_utc,
             infusion_started_utc: None,
+            infusion_stopped_utc: None,
         }
     }
 
@@ -433,6 +436,9 @@ impl Session {
                 "cannot move the session from {} to {}: phases go baseline → infusion → recovery → ended",
                 self.phase, next
             ));
+        }
+        if self.phase == Phase::Infusion {
+            self.infusion_stopped_utc = Some(now_utc);
         }
         self.phase = next;
         self.phase_since = now;
@@ -463,6 +469,26 @@ mod tests {
         assert!(!Phase::Baseline.can_move_to(Phase::Recovery));
         assert!(!Phase::Ended.can_move_to(Phase::Baseline));
         assert!(!Phase::Infusion.can_move_to(Phase::Infusion));
+    }
+
+    #[test]
+    fn a_session_records_when_its_infusion_started_and_stopped() {
+        let t0 = Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let mut session = Session::start(SessionId::parse("KAP-1").unwrap(), Mono::ZERO, t0);
+        session
+            .move_to(Phase::Infusion, Mono::from_millis(600_000), at(600))
+            .unwrap();
+        assert_eq!(session.infusion_started_utc, Some(at(600)));
+        assert_eq!(session.infusion_stopped_utc, None);
+        session
+            .move_to(Phase::Recovery, Mono::from_millis(3_000_000), at(3000))
+            .unwrap();
+        assert_eq!(session.infusion_stopped_utc, Some(at(3000)));
+        session
+            .move_to(Phase::Ended, Mono::from_millis(9_000_000), at(9000))
+            .unwrap();
+        assert_eq!(session.infusion_stopped_utc, Some(at(3000)));
     }
 
     #[test]

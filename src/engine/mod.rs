@@ -5,6 +5,7 @@ pub mod rules;
 pub mod task;
 #[cfg(test)]
 mod tests;
+pub mod trends;
 
 pub use self::core::{
     ActionError, Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec,

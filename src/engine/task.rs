@@ -8,17 +8,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::core::{ActionError, AlarmId, AlarmTransition, DeviceSpec, Engine};
 use super::rules::RuleSet;
+use super::trends::Trends;
 use crate::acquire::ring::RingConsumer;
 use crate::clock::Clock;
 use crate::events::{
-    AlarmEvent, AlarmView, DeviceView, Event, LinkEvent, ReadingView, SessionEvent, SessionView,
-    StatusView,
+    AlarmEvent, AlarmView, DeviceView, Event, Heartbeat, LinkEvent, ReadingView, SessionChange,
+    SessionEvent, SessionView, StatusView, TrendsView,
 };
 use crate::metrics::Metrics;
 use crate::vitals::{DeviceId, DeviceMessage, Mono, Phase, Session, SessionId, Vital};
@@ -29,6 +31,11 @@ const DRAIN_BATCH: usize = 256;
 const TICK: Duration = Duration::from_secs(1);
 /// The tick's real period never goes below this, whatever the clock speed.
 const MIN_REAL_TICK: Duration = Duration::from_millis(5);
+/// The engine counts as stalled when it has not ticked for this long in real time: the
+/// event stream's heartbeat then stops, and panels show MONITOR OFFLINE.
+const STALLED_AFTER: Duration = Duration::from_secs(3);
+/// Longest note accepted, in characters.
+pub const NOTE_MAX_CHARS: usize = 500;
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -69,8 +76,16 @@ enum Command {
         by: String,
         reply: oneshot::Sender<Result<Vec<AlarmView>, CommandError>>,
     },
+    Note {
+        text: String,
+        by: String,
+        reply: oneshot::Sender<Result<SessionEvent, CommandError>>,
+    },
     Status {
         reply: oneshot::Sender<StatusView>,
+    },
+    Trends {
+        reply: oneshot::Sender<TrendsView>,
     },
 }
 
@@ -79,6 +94,9 @@ enum Command {
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Arc<Event>>,
+    clock: Clock,
+    /// The daemon-clock time (ms) of the engine task's latest tick.
+    last_tick_ms: Arc<AtomicU64>,
 }
 
 impl EngineHandle {
@@ -125,8 +143,30 @@ impl EngineHandle {
             .await?
     }
 
+    /// Adds a note to the active session, published as a session event.
+    pub async fn note(&self, text: String, by: String) -> Result<SessionEvent, CommandError> {
+        self.ask(|reply| Command::Note { text, by, reply }).await?
+    }
+
     pub async fn status(&self) -> Result<StatusView, CommandError> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// The last half hour of every vital.
+    pub async fn trends(&self) -> Result<TrendsView, CommandError> {
+        self.ask(|reply| Command::Trends { reply }).await
+    }
+
+    /// What the event stream's heartbeat says now; `None` while the engine task is stalled
+    /// or gone (it has not ticked for `STALLED_AFTER` of real time), so no heartbeat is sent.
+    pub fn heartbeat(&self) -> Option<Heartbeat> {
+        let now = self.clock.now();
+        let last = Mono::from_millis(self.last_tick_ms.load(Ordering::Relaxed));
+        let stalled = self.clock.real(now.saturating_since(last)) > STALLED_AFTER;
+        (!stalled && !self.commands.is_closed()).then(|| Heartbeat {
+            time: self.clock.utc_at(now),
+            clock_speed: self.clock.speed(),
+        })
     }
 
     /// A new subscription to everything the engine publishes from now on.
@@ -144,13 +184,28 @@ pub struct EngineTask {
     events: broadcast::Sender<Arc<Event>>,
     metrics: Metrics,
     clock: Clock,
-    profiles: HashMap<DeviceId, String>,
+    devices: HashMap<DeviceId, DeviceInfo>,
+    trends: Trends,
+    last_tick_ms: Arc<AtomicU64>,
 }
 
 /// A device as the engine task is told of it.
+#[derive(Debug, Clone)]
 pub struct DeviceInfo {
     pub spec: DeviceSpec,
     pub profile: String,
+    /// The vitals it reports.
+    pub vitals: Vec<Vital>,
+    /// How often it reports (a cuff: how often it measures).
+    pub interval: Duration,
+}
+
+impl DeviceInfo {
+    /// How old its readings may be and still count as current: the interval and a grace of
+    /// a tenth of it, at least 2 s.
+    pub fn stale_after(&self) -> Duration {
+        self.interval + (self.interval / 10).max(Duration::from_secs(2))
+    }
 }
 
 /// Capacity of the event broadcast: a subscriber this far behind loses the oldest events.
@@ -172,6 +227,7 @@ impl EngineTask {
         metrics.set_phase(None);
         let (command_tx, commands) = mpsc::channel(64);
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let last_tick_ms = Arc::new(AtomicU64::new(mono_ms(clock.now())));
         let task = EngineTask {
             engine: Engine::new(rules, &specs, clock.now()),
             session: None,
@@ -180,17 +236,21 @@ impl EngineTask {
             commands,
             events: events.clone(),
             metrics,
-            profiles: devices
+            devices: devices
                 .into_iter()
-                .map(|d| (d.spec.id, d.profile))
+                .map(|d| (d.spec.id.clone(), d))
                 .collect(),
-            clock,
+            trends: Trends::default(),
+            last_tick_ms: last_tick_ms.clone(),
+            clock: clock.clone(),
         };
         (
             task,
             EngineHandle {
                 commands: command_tx,
                 events,
+                clock,
+                last_tick_ms,
             },
         )
     }
@@ -209,6 +269,7 @@ impl EngineTask {
                 },
                 _ = tick.tick() => {
                     let now = self.clock.now();
+                    self.last_tick_ms.store(mono_ms(now), Ordering::Relaxed);
                     let transitions = self.engine.tick(now);
                     self.publish_transitions(transitions);
                 }
@@ -250,6 +311,7 @@ impl EngineTask {
             DeviceMessage::Readings(readings) => {
                 for reading in &readings {
                     self.metrics.observe_reading(reading);
+                    self.trends.record(reading);
                     self.publish(Event::Reading(ReadingView::of(reading, None)));
                 }
             }
@@ -305,8 +367,15 @@ impl EngineTask {
                 let result = self.engine.audio_pause(alarm, &by, now);
                 let _ = reply.send(self.publish_action(result, now));
             }
+            Command::Note { text, by, reply } => {
+                let _ = reply.send(self.note(&text, by));
+            }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Trends { reply } => {
+                let now = self.clock.now();
+                let _ = reply.send(self.trends.view(now, self.clock.utc_at(now)));
             }
         }
     }
@@ -341,7 +410,45 @@ impl EngineTask {
         let session = Session::start(id, now, self.clock.utc_at(now));
         tracing::info!(session = %session.id, by = %by, "session started");
         self.session = Some(session);
-        self.enter_phase(Phase::Baseline, now, by)
+        self.enter_phase(Phase::Baseline, now, by, SessionChange::Started)
+    }
+
+    /// A note on the active session: trimmed, 1 to `NOTE_MAX_CHARS` characters, no control
+    /// characters but line breaks and tabs.
+    fn note(&mut self, text: &str, by: String) -> Result<SessionEvent, CommandError> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if length == 0 || length > NOTE_MAX_CHARS {
+            return Err(CommandError::Invalid(format!(
+                "a note must be 1 to {NOTE_MAX_CHARS} characters, got {length}"
+            )));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
+            return Err(CommandError::Invalid(format!(
+                "a note may not hold the control character {bad:?}"
+            )));
+        }
+        let now = self.clock.now();
+        let session = self
+            .session_view(now)
+            .filter(|s| s.phase != Phase::Ended)
+            .ok_or_else(|| {
+                CommandError::Conflict("no session is active; start one first".into())
+            })?;
+        // The text stays out of the log: it is clinical content; the event stream carries it.
+        tracing::info!(session = %session.id, by = %by, chars = length, "note");
+        let event = SessionEvent {
+            session,
+            change: SessionChange::Note,
+            note: Some(text.to_string()),
+            by,
+            time: self.clock.utc_at(now),
+        };
+        self.publish(Event::Session(event.clone()));
+        Ok(event)
     }
 
     fn set_phase(&mut self, phase: Phase, by: String) -> Result<SessionView, CommandError> {
@@ -358,7 +465,7 @@ impl EngineTask {
             .move_to(phase, now, utc)
             .map_err(CommandError::Conflict)?;
         tracing::info!(session = %session.id, phase = %phase, by = %by, "phase");
-        self.enter_phase(phase, now, by)
+        self.enter_phase(phase, now, by, SessionChange::Phase)
     }
 
     /// Tells the core, the metrics and the sinks that the session is now in `phase`.
@@ -367,6 +474,7 @@ impl EngineTask {
         phase: Phase,
         now: Mono,
         by: String,
+        change: SessionChange,
     ) -> Result<SessionView, CommandError> {
         let active = (phase != Phase::Ended).then_some(phase);
         let transitions = self.engine.set_phase(active, now);
@@ -376,7 +484,10 @@ impl EngineTask {
             .ok_or(CommandError::Conflict("no session".into()))?;
         self.publish(Event::Session(SessionEvent {
             session: view.clone(),
+            change,
+            note: None,
             by,
+            time: self.clock.utc_at(now),
         }));
         self.publish_transitions(transitions);
         Ok(view)
@@ -403,18 +514,28 @@ impl EngineTask {
             .engine
             .devices()
             .iter()
-            .map(|device| DeviceView {
-                id: device.id.clone(),
-                profile: self.profiles.get(&device.id).cloned().unwrap_or_default(),
-                link: device.link,
-                link_detail: device.link_detail.clone(),
-                last_heard_age_s: device.last_heard.map(age),
-                ring_dropped: device.ring_dropped(),
-                decode_errors: device.decode_errors(),
-                readings: device
-                    .latest_readings()
-                    .map(|r| (r.vital, ReadingView::of(r, Some(age(r.received)))))
-                    .collect::<BTreeMap<_, _>>(),
+            .map(|device| {
+                let info = self.devices.get(&device.id);
+                let interval = info.map_or(Duration::ZERO, |i| i.interval);
+                DeviceView {
+                    id: device.id.clone(),
+                    profile: info.map(|i| i.profile.clone()).unwrap_or_default(),
+                    vitals: info.map(|i| i.vitals.clone()).unwrap_or_default(),
+                    interval_s: interval.as_secs_f64(),
+                    silent_after_s: device.silent_after.map(|d| d.as_secs_f64()),
+                    stale_after_s: info
+                        .map_or(Duration::from_secs(2), DeviceInfo::stale_after)
+                        .as_secs_f64(),
+                    link: device.link,
+                    link_detail: device.link_detail.clone(),
+                    last_heard_age_s: device.last_heard.map(age),
+                    ring_dropped: device.ring_dropped(),
+                    decode_errors: device.decode_errors(),
+                    readings: device
+                        .latest_readings()
+                        .map(|r| (r.vital, ReadingView::of(r, Some(age(r.received)))))
+                        .collect::<BTreeMap<_, _>>(),
+                }
             })
             .collect();
         let mut alarms: Vec<_> = self
@@ -464,5 +585,127 @@ impl EngineTask {
     fn publish(&self, event: Event) {
         // No subscriber is fine: nobody is watching the stream right now.
         let _ = self.events.send(Arc::new(event));
+    }
+}
+
+fn mono_ms(t: Mono) -> u64 {
+    u64::try_from(t.since_start().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEFAULT_RULES, Source, parse_rule_set};
+
+    fn task(clock: &Clock) -> (EngineTask, EngineHandle) {
+        let rules = parse_rule_set(&Source::built_in("default.toml", DEFAULT_RULES))
+            .expect("the default rules parse");
+        EngineTask::new(
+            rules,
+            Vec::new(),
+            Vec::new(),
+            Arc::new(Notify::new()),
+            Metrics::new().expect("metrics"),
+            clock.clone(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_stops_while_the_engine_does_not_tick() {
+        let clock = Clock::start(60.0);
+        let (engine, handle) = task(&clock);
+        let beat = handle.heartbeat().expect("a fresh engine is alive");
+        assert_eq!(beat.clock_speed, 60.0);
+
+        // Not running: after 3 s of real time (180 s of daemon time) it counts as stalled.
+        tokio::time::sleep(Duration::from_millis(2900)).await;
+        assert!(handle.heartbeat().is_some());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            handle.heartbeat().is_none(),
+            "a stalled engine has no heartbeat"
+        );
+
+        // Running, it ticks and the heartbeat is back, its time the daemon clock's.
+        let running = tokio::spawn(engine.run());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let beat = handle.heartbeat().expect("a running engine is alive");
+        assert_eq!(beat.time, clock.utc_at(clock.now()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(handle.heartbeat().is_some(), "it stays alive while it runs");
+
+        running.abort();
+        let _ = running.await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(
+            handle.heartbeat().is_none(),
+            "a dead engine has no heartbeat"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn notes_need_an_active_session_and_a_bounded_text() {
+        let clock = Clock::start(1.0);
+        let (engine, handle) = task(&clock);
+        let running = tokio::spawn(engine.run());
+        let mut events = handle.subscribe();
+        let by = || "nurse-a".to_string();
+
+        assert!(matches!(
+            handle.note("calm".into(), by()).await,
+            Err(CommandError::Conflict(_))
+        ));
+        handle
+            .start_session("KAP-N-1".into(), by())
+            .await
+            .expect("session");
+        for bad in ["", "   ", &"x".repeat(NOTE_MAX_CHARS + 1), "bell\u{7}"] {
+            assert!(
+                matches!(
+                    handle.note(bad.to_string(), by()).await,
+                    Err(CommandError::Invalid(_))
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        // Multi-byte characters count as one each.
+        let longest = "é".repeat(NOTE_MAX_CHARS);
+        let note = handle
+            .note(format!("  {longest}  "), by())
+            .await
+            .expect("500 characters are fine");
+        assert_eq!(note.note.as_deref(), Some(longest.as_str()));
+        let line_breaks = handle
+            .note("eyes closed\n\tcalm".into(), by())
+            .await
+            .expect("line breaks and tabs are fine");
+        assert_eq!(line_breaks.change, SessionChange::Note);
+        assert_eq!(line_breaks.by, "nurse-a");
+        assert_eq!(line_breaks.session.id, "KAP-N-1");
+
+        let mut published = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let Event::Session(session) = event.as_ref() {
+                published.push((session.change, session.note.clone()));
+            }
+        }
+        assert_eq!(
+            published,
+            [
+                (SessionChange::Started, None),
+                (SessionChange::Note, Some(longest)),
+                (SessionChange::Note, Some("eyes closed\n\tcalm".into())),
+            ]
+        );
+
+        handle
+            .set_phase(Phase::Ended, by())
+            .await
+            .expect("end the session");
+        assert!(matches!(
+            handle.note("too late".into(), by()).await,
+            Err(CommandError::Conflict(_))
+        ));
+        running.abort();
     }
 }

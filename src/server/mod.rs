@@ -1,10 +1,15 @@
-//! HTTP: the JSON API, the server-sent event stream and `/metrics`.
+//! HTTP: the bedside panel, the JSON API, the server-sent event stream and `/metrics`.
 //!
 //! Every handler answers; none can take the daemon down. Bad JSON, an unknown phase or an
 //! impossible phase change gets a 4xx with a JSON `{"error": ...}` message.
 //!
-//! Reading (status, events, metrics) is open; acting (session control, acknowledge, audio
-//! pause) needs a nurse token when tokens are configured, and is recorded under its name.
+//! Reading (panel, status, rules, trends, events, metrics) is open; acting (session control,
+//! notes, acknowledge, audio pause) needs a nurse token when tokens are configured, and is
+//! recorded under its name.
+//!
+//! The panel (`panel/`: one page, its script and its style) is built into the binary and
+//! loads nothing from anywhere else. The event stream sends a `heartbeat` every second while
+//! the engine runs; a panel that misses them shows MONITOR OFFLINE.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,35 +23,55 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::future;
 use futures_util::stream::{self, Stream, StreamExt};
 use prometheus::Registry;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tokio_stream::wrappers::BroadcastStream;
+use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
 use crate::config::NurseToken;
 use crate::engine::{AlarmId, CommandError, EngineHandle};
-use crate::events::{AlarmView, Event};
+use crate::events::{AlarmView, Event, RulesView, StatusView};
 use crate::vitals::Phase;
 
-/// Largest request body accepted: session commands are tiny.
+/// Largest request body accepted: session commands and notes are small.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How often the event stream says the daemon is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The panel's files, built into the binary.
+const PANEL_HTML: &str = include_str!("panel/index.html");
+const PANEL_JS: &str = include_str!("panel/panel.js");
+const PANEL_CSS: &str = include_str!("panel/panel.css");
+/// The panel loads nothing but its own files and talks only to this daemon.
+const PANEL_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: EngineHandle,
     pub registry: Registry,
     pub tokens: Arc<Vec<NurseToken>>,
+    /// The alarm rules as the panel reads them (fixed for the daemon's life).
+    pub rules: Arc<RulesView>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/panel.js", get(panel_js))
+        .route("/panel.css", get(panel_css))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/trends", get(trends))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/session", post(start_session))
         .route("/api/v1/session/phase", post(set_phase))
+        .route("/api/v1/session/note", post(add_note))
         .route("/api/v1/events", get(events))
         .route("/api/v1/alarms/audio-pause", post(audio_pause_all))
         .route("/api/v1/alarms/{id}/acknowledge", post(acknowledge))
@@ -104,8 +129,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+async fn index() -> Response {
+    let mut response = Html(PANEL_HTML).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PANEL_CSP),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Revalidated each load, so a panel never runs a script older than its daemon.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn panel_js() -> Response {
+    asset("text/javascript; charset=utf-8", PANEL_JS)
+}
+
+async fn panel_css() -> Response {
+    asset("text/css; charset=utf-8", PANEL_CSS)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -119,8 +180,56 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The status, and whether acting needs a nurse token (public, so that a panel knows
+/// whether to ask for one).
+#[derive(Serialize)]
+struct StatusResponse {
+    #[serde(flatten)]
+    status: StatusView,
+    tokens_required: bool,
+}
+
+async fn status_response(state: &AppState) -> Result<StatusResponse, ApiError> {
+    Ok(StatusResponse {
+        status: state.engine.status().await?,
+        tokens_required: !state.tokens.is_empty(),
+    })
+}
+
 async fn status(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.engine.status().await?).into_response())
+    Ok(Json(status_response(&state).await?).into_response())
+}
+
+async fn rules(State(state): State<AppState>) -> Json<Arc<RulesView>> {
+    Json(state.rules.clone())
+}
+
+async fn trends(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.engine.trends().await?).into_response())
+}
+
+/// Who the request's nurse token names (`local` when no tokens are configured): 401 without
+/// a token, 403 with an unknown one. The panel checks a token with it before keeping it.
+async fn whoami(State(state): State<AppState>, Nurse(name): Nurse) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": name,
+        "tokens_required": !state.tokens.is_empty(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNote {
+    text: String,
+}
+
+async fn add_note(
+    State(state): State<AppState>,
+    Nurse(by): Nurse,
+    ApiJson(body): ApiJson<AddNote>,
+) -> Result<Response, ApiError> {
+    let event = state.engine.note(body.text, by).await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -244,14 +353,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Server-sent events: a `status` snapshot first, then every reading, alarm transition,
-/// link change and phase change as it happens. A client too slow to keep up gets a `lagged`
-/// event saying how many events it missed, and should re-read the status.
+/// link change, session change and note as it happens, and a `heartbeat` every second while
+/// the engine runs. A client too slow to keep up gets a `lagged` event saying how many events
+/// it missed, and should re-read the status.
 async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Subscribe before the snapshot, so nothing falls between the two.
     let receiver = state.engine.subscribe();
-    let snapshot = state.engine.status().await?;
+    let snapshot = status_response(&state).await?;
     let first = SseEvent::default()
         .event("status")
         .json_data(&snapshot)
@@ -264,8 +374,24 @@ async fn events(
                 .data(format!("{{\"missed\":{missed}}}")),
         })
     });
-    let stream = stream::once(async move { Ok(first) }).chain(live);
+    let stream = stream::once(async move { Ok(first) })
+        .chain(stream::select(live, heartbeats(state.engine.clone())));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5))))
+}
+
+/// A `heartbeat` event every second (the first at once) while the engine task runs; nothing
+/// while it is stalled, so that a panel shows MONITOR OFFLINE rather than stale calm.
+fn heartbeats(engine: EngineHandle) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let mut interval = tokio::time::interval(HEARTBEAT);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    IntervalStream::new(interval).filter_map(move |_| {
+        future::ready(engine.heartbeat().map(|beat| {
+            Ok(SseEvent::default()
+                .event("heartbeat")
+                .json_data(&beat)
+                .unwrap_or_else(|e| SseEvent::default().event("error").data(e.to_string())))
+        }))
+    })
 }
 
 fn sse_event(event: &Arc<Event>) -> SseEvent {

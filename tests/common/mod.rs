@@ -23,6 +23,12 @@ impl Daemon {
     /// Starts `vitalwatch run` with `config_text` as its config file and `extra` arguments,
     /// listening on an ephemeral loopback port.
     pub fn start(config_text: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_listening(config_text, "127.0.0.1:0", extra)
+    }
+
+    /// Like `start`, listening on `listen` (for example the port of a daemon that was
+    /// killed, to restart it where its clients reconnect).
+    pub fn start_listening(config_text: &str, listen: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("vitalwatch.toml");
         std::fs::write(&config, config_text).expect("write config");
@@ -31,7 +37,7 @@ impl Daemon {
             "--config".into(),
             config.display().to_string(),
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            listen.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_vitalwatch"))
@@ -68,6 +74,31 @@ impl Daemon {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (for example `STOP`, `CONT`, `KILL`) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Kills the daemon at once (SIGKILL: no graceful shutdown) and reaps it.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
