@@ -150,7 +150,7 @@ async fn rules_give_the_limits_per_vital_the_cuff_schedule_and_the_audio_pause()
     assert_eq!(high["when"][1]["comparison"], "at_or_above");
     assert_eq!(high["when"][1]["limit"], 110.0);
     assert_eq!(high["confirm"]["priority"], "high");
-    assert_eq!(high["confirm"]["within_s"], 300.0);
+    assert_eq!(high["confirm"]["within_s"], 360.0);
     let rise = rule("bp_rise");
     assert_eq!(rise["when"][0]["baseline_percent"], 30.0);
     assert_eq!(rise["when"][0].get("limit"), None);
@@ -168,7 +168,8 @@ async fn rules_give_the_limits_per_vital_the_cuff_schedule_and_the_audio_pause()
             "sensor_off",
             "poor_signal",
             "bp_overdue",
-            "ring_overflow"
+            "ring_overflow",
+            "decode_errors"
         ]
     );
     assert_eq!(rules["technical"][4]["delay_s"], 120.0);

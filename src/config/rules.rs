@@ -566,7 +566,7 @@ mod tests {
         assert!(!rule("bp_high").armed.contains(Phase::Baseline));
         let confirmation = rule("bp_high").confirmation.as_ref().unwrap();
         assert_eq!(confirmation.priority, Priority::High);
-        assert_eq!(confirmation.within, Duration::from_secs(300));
+        assert_eq!(confirmation.within, Duration::from_secs(360));
         assert!(confirmation.advice.is_some());
         assert_eq!(
             rule("bp_rise").clauses[0].limit,

@@ -623,14 +623,14 @@ fn the_readings_of_one_cuff_measurement_do_not_confirm_each_other() {
 }
 
 #[test]
-fn a_second_bp_crossing_after_the_5_min_window_does_not_escalate() {
+fn a_second_bp_crossing_after_the_6_min_window_does_not_escalate() {
     let mut engine = engine(pick(&["bp_high"]), &[CUFF]);
     engine.set_phase(Some(Phase::Infusion), t(0.0));
     assert_eq!(
         seen(&cuff(&mut engine, 185.0, 100.0, 60.0)),
         [raised(Medium, "bp_high", 60.0)]
     );
-    assert_eq!(seen(&cuff(&mut engine, 186.0, 100.0, 361.0)), []);
+    assert_eq!(seen(&cuff(&mut engine, 186.0, 100.0, 421.0)), []);
     let active: Vec<_> = engine.active_alarms().map(|a| a.priority).collect();
     assert_eq!(active, [Medium]);
 }
@@ -1816,4 +1816,20 @@ fn decode_errors_above_the_rate_raise_a_technical_alarm_that_ends_when_the_rate_
         [ended(Low, "decode_errors", 70.5)]
     );
     assert_eq!(engine.devices()[0].decode_errors(), 5);
+}
+
+#[test]
+fn the_next_reading_of_a_5_min_cuff_cycle_confirms_even_when_it_comes_a_little_late() {
+    // A 5-minute cycle delivers its next reading about 5 min later, give or take the
+    // measurement's own duration: 5 min 20 s must still confirm.
+    let mut engine = engine(pick(&["bp_high"]), &[CUFF]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    assert_eq!(
+        seen(&cuff(&mut engine, 185.0, 100.0, 60.0)),
+        [raised(Medium, "bp_high", 60.0)]
+    );
+    assert_eq!(
+        seen(&cuff(&mut engine, 186.0, 100.0, 380.0)),
+        [escalated(Medium, High, "bp_high", 380.0)]
+    );
 }
