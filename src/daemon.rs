@@ -78,6 +78,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         registry,
         tokens: Arc::new(config.tokens),
         rules,
+        database: Arc::new(config.recording.database.clone()),
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

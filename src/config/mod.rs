@@ -93,6 +93,8 @@ struct ConfigFile {
     #[serde(default)]
     profiles: ProfilesFile,
     #[serde(default)]
+    recording: RecordingFile,
+    #[serde(default)]
     device: Vec<toml::Spanned<DeviceFile>>,
 }
 
@@ -113,6 +115,25 @@ impl Default for ServerFile {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingFile {
+    /// The session database; relative to the config file.
+    database: Option<String>,
+    keep_days: Option<u32>,
+}
+
+/// Where sessions are recorded, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingConfig {
+    /// The SQLite session database. Default: `sessions.sqlite` in systemd's state directory
+    /// (`$STATE_DIRECTORY`) when there is one, else beside the config file (the working
+    /// directory for the built-in config).
+    pub database: std::path::PathBuf,
+    /// Ended sessions older than this many days are pruned; `None` keeps them all.
+    pub keep_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,6 +260,7 @@ pub struct Config {
     /// Where the rules came from, for messages.
     pub rules_source: String,
     pub devices: Vec<DeviceConfig>,
+    pub recording: RecordingConfig,
 }
 
 impl Config {
@@ -317,6 +339,13 @@ impl Config {
                 rules,
                 rules_source,
                 devices,
+                recording: RecordingConfig {
+                    database: match &file.recording.database {
+                        Some(path) => source.resolve(path),
+                        None => default_database(source),
+                    },
+                    keep_days: file.recording.keep_days,
+                },
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -464,6 +493,18 @@ fn resolve_device(
         silent_after,
         ring_capacity,
     })
+}
+
+/// `sessions.sqlite` in systemd's state directory, else beside the config.
+fn default_database(source: &Source) -> std::path::PathBuf {
+    match std::env::var_os("STATE_DIRECTORY") {
+        // systemd may list several directories, colon-separated: the first is ours.
+        Some(dirs) => {
+            std::path::PathBuf::from(dirs.to_string_lossy().split(':').next().unwrap_or_default())
+                .join("sessions.sqlite")
+        }
+        None => source.resolve("sessions.sqlite"),
+    }
 }
 
 fn tokens(source: &Source, api: &ApiFile, errors: &mut Vec<ConfigError>) -> Vec<NurseToken> {

@@ -57,6 +57,8 @@ pub struct AppState {
     pub tokens: Arc<Vec<NurseToken>>,
     /// The alarm rules as the panel reads them (fixed for the daemon's life).
     pub rules: Arc<RulesView>,
+    /// The session database, which exports read (read-only, beside the daemon's writer).
+    pub database: Arc<std::path::PathBuf>,
 }
 
 pub fn router(state: AppState) -> Router {
