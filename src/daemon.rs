@@ -8,10 +8,12 @@ use tokio::sync::Notify;
 
 use crate::acquire::start_drivers;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, RecordingConfig};
 use crate::engine::{DeviceInfo, DeviceSpec, EngineTask};
 use crate::events::RulesView;
 use crate::metrics::Metrics;
+use crate::recorder::sink::RecorderSink;
+use crate::recorder::{OpenSession, PruneScope, Store, StoreError};
 use crate::server::{AppState, router};
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -62,7 +64,18 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         })
         .collect();
     let rules = Arc::new(RulesView::of(&config.rules));
-    let (engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
+    let recorder = open_recorder(&config.recording)?;
+    let (mut engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
+    let writer = match recorder {
+        Ok((sink, writer, open)) => {
+            engine.attach_recorder(sink, open);
+            Some(writer)
+        }
+        Err(why) => {
+            engine.recorder_unavailable(why);
+            None
+        }
+    };
     let engine = tokio::spawn(engine.run());
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -87,9 +100,63 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         driver.abort();
     }
     engine.abort();
+    // The engine task held the recorder's queue: once it is gone the writer flushes what is
+    // queued and stops. Wait for that, so a clean stop loses nothing.
+    let _ = engine.await;
+    if let Some(writer) = writer {
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
     served.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The recorder: `Err(why)` for a store that cannot be used (monitoring goes on, with the
+/// recording-failure alarm); an error of the whole start only when another daemon is already
+/// recording into the same database, because two daemons on one record is a configuration
+/// mistake that must not run unnoticed.
+#[allow(clippy::type_complexity)]
+fn open_recorder(
+    recording: &RecordingConfig,
+) -> anyhow::Result<
+    Result<
+        (
+            RecorderSink,
+            std::thread::JoinHandle<()>,
+            Option<OpenSession>,
+        ),
+        String,
+    >,
+> {
+    let mut store = match Store::open(&recording.database) {
+        Ok(store) => store,
+        Err(error @ StoreError::Locked { .. }) => {
+            anyhow::bail!("{error}: is another vitalwatch already running with this database?")
+        }
+        Err(error) => {
+            tracing::error!("cannot record sessions: {error}");
+            return Ok(Err(error.to_string()));
+        }
+    };
+    if let Some(days) = recording.keep_days {
+        match store.prune(days, chrono::Utc::now(), PruneScope::Ended) {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, keep_days = days, "pruned old sessions"),
+            Err(error) => tracing::warn!("cannot prune old sessions: {error}"),
+        }
+    }
+    let open = match store.open_session() {
+        Ok(open) => open,
+        Err(error) => {
+            tracing::error!("cannot read the open session: {error}");
+            None
+        }
+    };
+    tracing::info!(database = %recording.database.display(), "recording sessions");
+    match crate::recorder::sink::start(store) {
+        Ok((sink, writer)) => Ok(Ok((sink, writer, open))),
+        Err(error) => Ok(Err(format!("cannot start the recorder thread: {error}"))),
+    }
 }
 
 async fn shutdown_signal() {

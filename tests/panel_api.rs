@@ -169,7 +169,8 @@ async fn rules_give_the_limits_per_vital_the_cuff_schedule_and_the_audio_pause()
             "poor_signal",
             "bp_overdue",
             "ring_overflow",
-            "decode_errors"
+            "decode_errors",
+            "recording_failure"
         ]
     );
     assert_eq!(rules["technical"][4]["delay_s"], 120.0);

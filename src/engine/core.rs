@@ -254,6 +254,8 @@ enum Owner {
         slot: usize,
         condition: TechnicalCondition,
     },
+    /// The daemon's own recording-failure condition.
+    Recording,
 }
 
 /// The alarm engine's whole state.
@@ -279,6 +281,9 @@ pub struct Engine {
     /// Scratch list of the (device, rule) pairs a measurement touched; kept to avoid an
     /// allocation per reading.
     judged: Vec<(usize, usize)>,
+    /// The daemon's own technical condition: recording failing, and why.
+    recording: TechnicalState,
+    recording_failure: String,
 }
 
 impl Engine {
@@ -312,6 +317,8 @@ impl Engine {
             baseline_samples: Default::default(),
             baseline: [None; Vital::ALL.len()],
             judged: Vec::new(),
+            recording: TechnicalState::default(),
+            recording_failure: String::new(),
         };
         for spec in devices {
             engine.add_device(spec, now);
@@ -558,6 +565,63 @@ impl Engine {
         out
     }
 
+    /// The recorder reports that writing fails (`Some(why)`) or works again (`None`). Failing
+    /// raises the recording-failure technical alarm during a session; monitoring goes on.
+    pub fn recording_failed(&mut self, failure: Option<&str>, now: Mono) -> Vec<AlarmTransition> {
+        let mut out = Vec::new();
+        match failure {
+            Some(why) => {
+                self.recording.since.get_or_insert(now);
+                self.recording_failure = why.to_string();
+                self.settle_recording(now, &mut out);
+            }
+            None => {
+                self.recording.since = None;
+                if let Some(id) = self.recording.alarm.take() {
+                    self.end_alarm(id, now, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn settle_recording(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
+        let condition = TechnicalCondition::RecordingFailure;
+        let TechnicalRule {
+            priority, delay, ..
+        } = self.technical[condition.index()];
+        let Some(since) = self.recording.since else {
+            return;
+        };
+        if self.phase.is_none()
+            || self.recording.alarm.is_some()
+            || now.saturating_since(since) < delay
+        {
+            return;
+        }
+        let alarm = Alarm {
+            id: AlarmId(0),
+            kind: AlarmKind::Technical,
+            source: AlarmSource::Technical { condition },
+            priority,
+            device: DeviceId::new("recorder"),
+            vital: None,
+            value: None,
+            limit: None,
+            message: format!("{}: {}", condition.message(), self.recording_failure),
+            advice: None,
+            condition_present: true,
+            latching: false,
+            acknowledged_by: None,
+            audio_paused_by: None,
+            audio_paused_until: None,
+            raised_at: now,
+            escalating_since: None,
+        };
+        let id = self.raise(alarm, Owner::Recording, now, out);
+        self.recording.alarm = Some(id);
+    }
+
     /// Keeps the decode-error window and the condition in step with `now`.
     fn update_decode_errors(&mut self, slot: usize, now: Mono, out: &mut Vec<AlarmTransition>) {
         let condition = TechnicalCondition::DecodeErrors;
@@ -621,6 +685,11 @@ impl Engine {
                     self.end_technical(slot, condition, now, &mut out);
                 }
             }
+        }
+        if phase.is_none()
+            && let Some(id) = self.recording.alarm.take()
+        {
+            self.end_alarm(id, now, &mut out);
         }
         self.refresh_advice(now, &mut out);
         // Conditions that began before the session (a sensor already off) count from their start.
@@ -717,6 +786,7 @@ impl Engine {
                 }
             }
         }
+        self.settle_recording(now, &mut out);
         self.resume_audio(now, &mut out);
         self.escalate(now, &mut out);
         out
@@ -1066,6 +1136,11 @@ impl Engine {
                     state.alarm = None;
                 }
             }
+            Owner::Recording => {
+                if self.recording.alarm == Some(id) {
+                    self.recording.alarm = None;
+                }
+            }
         }
         alarm.condition_present = false;
         out.push(AlarmTransition {
@@ -1085,6 +1160,9 @@ fn escalation_of<'a>(
     match owner {
         Owner::Rule { rule, .. } => rules[*rule].escalation.as_ref(),
         Owner::Technical { condition, .. } => technical[condition.index()].escalation.as_ref(),
+        Owner::Recording => technical[TechnicalCondition::RecordingFailure.index()]
+            .escalation
+            .as_ref(),
     }
 }
 

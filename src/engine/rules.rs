@@ -249,10 +249,13 @@ pub enum TechnicalCondition {
     RingOverflow,
     /// The device's bytes failed to decode more often than the rule's threshold.
     DecodeErrors,
+    /// The session recorder cannot write (disk full, database locked or corrupt). The
+    /// daemon's own condition, not a device's.
+    RecordingFailure,
 }
 
 impl TechnicalCondition {
-    pub const ALL: [TechnicalCondition; 7] = [
+    pub const ALL: [TechnicalCondition; 8] = [
         TechnicalCondition::DeviceSilent,
         TechnicalCondition::DeviceDisconnected,
         TechnicalCondition::SensorOff,
@@ -260,6 +263,7 @@ impl TechnicalCondition {
         TechnicalCondition::BpOverdue,
         TechnicalCondition::RingOverflow,
         TechnicalCondition::DecodeErrors,
+        TechnicalCondition::RecordingFailure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -271,6 +275,7 @@ impl TechnicalCondition {
             TechnicalCondition::BpOverdue => "bp_overdue",
             TechnicalCondition::RingOverflow => "ring_overflow",
             TechnicalCondition::DecodeErrors => "decode_errors",
+            TechnicalCondition::RecordingFailure => "recording_failure",
         }
     }
 
@@ -288,6 +293,7 @@ impl TechnicalCondition {
             TechnicalCondition::BpOverdue => "blood pressure overdue: no cuff reading in time",
             TechnicalCondition::RingOverflow => "readings dropped: ring buffer full",
             TechnicalCondition::DecodeErrors => "garbled data: decode errors above the limit",
+            TechnicalCondition::RecordingFailure => "recording stopped: vitals are not being saved",
         }
     }
 }

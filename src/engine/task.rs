@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::core::{ActionError, AlarmId, AlarmTransition, DeviceSpec, Engine};
@@ -23,6 +24,8 @@ use crate::events::{
     SessionEvent, SessionView, StatusView, TrendsView,
 };
 use crate::metrics::Metrics;
+use crate::recorder::sink::{Health, RecorderSink, records_of};
+use crate::recorder::{OpenSession, Record};
 use crate::vitals::{DeviceId, DeviceMessage, Mono, Phase, Session, SessionId, Vital};
 
 /// At most this many messages are taken from one ring before the next ring gets its turn.
@@ -187,6 +190,19 @@ pub struct EngineTask {
     devices: HashMap<DeviceId, DeviceInfo>,
     trends: Trends,
     last_tick_ms: Arc<AtomicU64>,
+    recording: Recording,
+}
+
+/// The engine task's side of the session recorder.
+#[derive(Default)]
+struct Recording {
+    sink: Option<RecorderSink>,
+    /// Why writing fails, as the writer thread last said (or the store could not be opened).
+    writer_failure: Option<String>,
+    /// Records the queue refused (it was full): their span, written as a gap once it drains.
+    refused: Option<(SessionId, DateTime<Utc>, DateTime<Utc>, usize)>,
+    /// What the engine was last told.
+    reported_failure: Option<String>,
 }
 
 /// A device as the engine task is told of it.
@@ -243,6 +259,7 @@ impl EngineTask {
             trends: Trends::default(),
             last_tick_ms: last_tick_ms.clone(),
             clock: clock.clone(),
+            recording: Recording::default(),
         };
         (
             task,
@@ -256,9 +273,49 @@ impl EngineTask {
     }
 
     /// Runs until every `EngineHandle` is dropped.
+    /// Records sessions through `sink`. `open` is a session the store found unended (the
+    /// daemon stopped during it): the session goes on, with a gap for the time it was down.
+    pub fn attach_recorder(&mut self, sink: RecorderSink, open: Option<OpenSession>) {
+        self.recording.sink = Some(sink);
+        let Some(open) = open else { return };
+        let now = self.clock.now();
+        let utc = self.clock.utc_at(now);
+        tracing::warn!(session = %open.id, phase = %open.phase, "resuming the session the daemon was recording when it stopped");
+        self.session = Some(Session {
+            id: open.id.clone(),
+            phase: open.phase,
+            started: now,
+            started_utc: open.started,
+            phase_since: now,
+            phase_since_utc: open.phase_since,
+            infusion_started_utc: (open.phase == Phase::Infusion).then_some(open.phase_since),
+            infusion_stopped_utc: None,
+        });
+        if open.last_record > utc {
+            // The clock is behind the record (stepped back, or the last run was at --speed).
+            tracing::warn!(last_record = %open.last_record, now = %utc, "the clock is behind the session's last record");
+        }
+        self.record(Record::Gap {
+            session: open.id,
+            from: open.last_record.min(utc),
+            to: utc,
+            why: "daemon restarted".to_string(),
+        });
+        let transitions = self.engine.set_phase(Some(open.phase), now);
+        self.metrics.set_phase(Some(open.phase));
+        self.publish_transitions(transitions);
+    }
+
+    /// The store could not be opened: nothing will be recorded, which is a technical alarm.
+    pub fn recorder_unavailable(&mut self, why: String) {
+        self.recording.writer_failure = Some(why);
+        self.report_recording();
+    }
+
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(self.clock.real(TICK).max(MIN_REAL_TICK));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut recorder_health = self.recording.sink.as_ref().map(|sink| sink.health.clone());
         loop {
             // Unbiased: under a flood of readings, commands and ticks still get their turn.
             tokio::select! {
@@ -267,14 +324,77 @@ impl EngineTask {
                     Some(command) => self.handle(command),
                     None => break,
                 },
-                _ = tick.tick() => {
+                                _ = tick.tick() => {
                     let now = self.clock.now();
                     self.last_tick_ms.store(mono_ms(now), Ordering::Relaxed);
                     let transitions = self.engine.tick(now);
                     self.publish_transitions(transitions);
                 }
+                changed = async {
+                    match recorder_health.as_mut() {
+                        Some(health) => health.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let health = match (changed, recorder_health.as_mut()) {
+                        (Ok(()), Some(health)) => health.borrow_and_update().clone(),
+                        _ => {
+                            recorder_health = None;
+                            Health::Failing("the recorder thread stopped".to_string())
+                        }
+                    };
+                    self.recording.writer_failure = match health {
+                        Health::Recording => None,
+                        Health::Failing(why) => Some(why),
+                    };
+                }
+            }
+            self.report_recording();
+        }
+    }
+
+    /// Queues a record for the store; a full queue is a recording failure, its records a gap.
+    fn record(&mut self, record: Record) {
+        let Some(sink) = &self.recording.sink else {
+            return;
+        };
+        if let Some((session, from, to, count)) = self.recording.refused.take() {
+            let gap = Record::Gap {
+                session: session.clone(),
+                from,
+                to,
+                why: format!("recorder queue full: {count} record(s) lost"),
+            };
+            if !sink.send(gap) {
+                self.recording.refused = Some((session, from, to, count));
             }
         }
+        let at = record.time();
+        if self.recording.refused.is_none() && sink.send(record.clone()) {
+            return;
+        }
+        let refused = self
+            .recording
+            .refused
+            .get_or_insert_with(|| (record.session().clone(), at, at, 0));
+        refused.2 = refused.2.max(at);
+        refused.3 += 1;
+    }
+
+    /// Tells the engine whether recording fails, when that changed.
+    fn report_recording(&mut self) {
+        let failure = match (&self.recording.writer_failure, &self.recording.refused) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(_)) => Some("the recorder cannot keep up: its queue is full".to_string()),
+            (None, None) => None,
+        };
+        if failure == self.recording.reported_failure {
+            return;
+        }
+        self.recording.reported_failure = failure.clone();
+        let now = self.clock.now();
+        let transitions = self.engine.recording_failed(failure.as_deref(), now);
+        self.publish_transitions(transitions);
     }
 
     fn drain(&mut self) {
@@ -582,7 +702,18 @@ impl EngineTask {
         }
     }
 
-    fn publish(&self, event: Event) {
+    fn publish(&mut self, event: Event) {
+        // The active session's record; a session's own ending is part of it.
+        let session = self
+            .session
+            .as_ref()
+            .filter(|s| s.is_active() || matches!(event, Event::Session(_)))
+            .map(|s| s.id.clone());
+        if let Some(session) = session {
+            for record in records_of(&event, &session) {
+                self.record(record);
+            }
+        }
         // No subscriber is fine: nobody is watching the stream right now.
         let _ = self.events.send(Arc::new(event));
     }

@@ -47,6 +47,7 @@
 mod query;
 mod record;
 mod schema;
+pub mod sink;
 #[cfg(test)]
 mod tests;
 

@@ -61,6 +61,20 @@ pub enum Record {
 }
 
 impl Record {
+    /// When it happened (a gap: when it ended).
+    pub fn time(&self) -> DateTime<Utc> {
+        match self {
+            Record::SessionStarted { at, .. }
+            | Record::PhaseChanged { at, .. }
+            | Record::Note { at, .. }
+            | Record::Link { at, .. }
+            | Record::SessionEnded { at, .. } => *at,
+            Record::Gap { to, .. } => *to,
+            Record::Reading(reading) => reading.received,
+            Record::Alarm(alarm) => alarm.at,
+        }
+    }
+
     /// The session the record belongs to.
     pub fn session(&self) -> &SessionId {
         match self {

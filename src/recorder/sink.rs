@@ -1,0 +1,291 @@
+//! The recorder sink: a thread that owns the store and writes what the engine task hands it.
+//!
+//! The engine task converts its events into [`Record`]s ([`records_of`]) and queues them on a
+//! bounded channel without ever blocking (`try_send`); the thread writes them in batches, one
+//! transaction each, at most [`BATCH_WINDOW`] after the first record of a batch, so committed
+//! data trails the engine by well under a second. When a write fails (disk full, database
+//! locked or corrupt) the thread keeps the batch, reports [`Health::Failing`] (the engine
+//! raises the recording-failure technical alarm), and retries every [`RETRY`] until it works;
+//! then it reports [`Health::Recording`] again. Monitoring never waits for the disk.
+//!
+//! What it cannot keep (the pending backlog past [`MAX_PENDING`], or a full queue) is lost,
+//! and recorded as a gap when recording resumes, so the record says what is missing.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::record::{AlarmRecord, ReadingRecord, Record};
+use super::{Store, StoreError};
+use crate::engine::{AlarmSource, Change};
+use crate::events::{Event, SessionChange};
+use crate::vitals::{Phase, SessionId};
+
+/// A batch is written at most this long after its first record.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(200);
+/// Records in one transaction at the most.
+const BATCH_MAX: usize = 5_000;
+/// While writing fails, how often to try again.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// Records kept in memory while writing fails: about 9 hours of one oximeter and a cuff.
+const MAX_PENDING: usize = 100_000;
+/// Records queued between the engine task and the thread.
+const QUEUE: usize = 50_000;
+
+/// Whether recording works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Recording,
+    /// Writing fails; why, for the technical alarm.
+    Failing(String),
+}
+
+/// The engine task's end of the recorder.
+pub struct RecorderSink {
+    queue: SyncSender<Record>,
+    /// Changes whenever recording starts failing or works again.
+    pub health: watch::Receiver<Health>,
+}
+
+impl RecorderSink {
+    /// Queues a record without waiting. `false` if the queue is full or the thread is gone:
+    /// the caller must treat recording as failing.
+    pub fn send(&self, record: Record) -> bool {
+        match self.queue.try_send(record) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// Starts the writer thread on `store`.
+pub fn start(store: Store) -> std::io::Result<(RecorderSink, JoinHandle<()>)> {
+    let (queue, records) = sync_channel(QUEUE);
+    let (health_tx, health) = watch::channel(Health::Recording);
+    let thread = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || Writer::new(store, records, health_tx).run())?;
+    Ok((RecorderSink { queue, health }, thread))
+}
+
+/// Records lost while writing failed, remembered to be written as a gap.
+struct Lost {
+    session: SessionId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    count: usize,
+}
+
+struct Writer {
+    store: Store,
+    records: Receiver<Record>,
+    health: watch::Sender<Health>,
+    pending: VecDeque<Record>,
+    lost: Option<Lost>,
+    failing: bool,
+}
+
+impl Writer {
+    fn new(store: Store, records: Receiver<Record>, health: watch::Sender<Health>) -> Self {
+        Writer {
+            store,
+            records,
+            health,
+            pending: VecDeque::new(),
+            lost: None,
+            failing: false,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            // Wait for the first record of a batch (or, while failing, for the retry time).
+            let wait = if self.failing {
+                RETRY
+            } else {
+                Duration::from_secs(3600)
+            };
+            match self.records.recv_timeout(wait) {
+                Ok(record) => self.keep(record),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            }
+            let batch_start = Instant::now();
+            while self.pending.len() < BATCH_MAX {
+                let left = BATCH_WINDOW.saturating_sub(batch_start.elapsed());
+                match self.records.recv_timeout(left) {
+                    Ok(record) => self.keep(record),
+                    Err(_) => break,
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn keep(&mut self, record: Record) {
+        self.pending.push_back(record);
+        while self.pending.len() > MAX_PENDING {
+            if let Some(dropped) = self.pending.pop_front() {
+                self.note_lost(&dropped);
+            }
+        }
+    }
+
+    fn note_lost(&mut self, record: &Record) {
+        let at = record.time();
+        match &mut self.lost {
+            Some(lost) => {
+                lost.to = lost.to.max(at);
+                lost.count += 1;
+            }
+            None => {
+                self.lost = Some(Lost {
+                    session: record.session().clone(),
+                    from: at,
+                    to: at,
+                    count: 1,
+                })
+            }
+        }
+    }
+
+    /// Writes what is pending, a batch at a time.
+    fn flush(&mut self) {
+        while !self.pending.is_empty() {
+            if let Some(lost) = self.lost.take() {
+                self.pending.push_front(Record::Gap {
+                    session: lost.session,
+                    from: lost.from,
+                    to: lost.to,
+                    why: format!(
+                        "recording failed: {} record(s) could not be kept",
+                        lost.count
+                    ),
+                });
+            }
+            let size = self.pending.len().min(BATCH_MAX);
+            let batch: Vec<Record> = self.pending.range(..size).cloned().collect();
+            match self.store.write(&batch) {
+                Ok(()) => {
+                    self.pending.drain(..size);
+                    self.set_failing(None);
+                }
+                Err(StoreError::InvalidRecord { index, reason }) => {
+                    // One record that can never be written must not block the others.
+                    tracing::error!(index, %reason, "record refused by the store; dropped");
+                    self.pending.remove(index);
+                }
+                Err(error) => {
+                    self.set_failing(Some(error.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn set_failing(&mut self, failure: Option<String>) {
+        match failure {
+            Some(why) => {
+                if !self.failing {
+                    tracing::error!("recording failed: {why}");
+                }
+                self.failing = true;
+                self.health.send_replace(Health::Failing(why));
+            }
+            None if self.failing => {
+                tracing::info!("recording works again");
+                self.failing = false;
+                self.health.send_replace(Health::Recording);
+            }
+            None => {}
+        }
+    }
+}
+
+/// What `event` means for the record of `session`.
+pub fn records_of(event: &Event, session: &SessionId) -> Vec<Record> {
+    match event {
+        Event::Reading(reading) => vec![Record::Reading(ReadingRecord {
+            session: session.clone(),
+            device: reading.device.clone(),
+            vital: reading.vital,
+            value: reading.value,
+            quality: reading.quality,
+            device_time: reading.device_time,
+            received: reading.time,
+        })],
+        Event::Alarm(event) => {
+            let alarm = &event.alarm.alarm;
+            let by = match &event.change {
+                Change::Acknowledged { by } | Change::AudioPaused { by } => Some(by.clone()),
+                _ => None,
+            };
+            let source = match &alarm.source {
+                AlarmSource::Rule { rule } => rule.to_string(),
+                AlarmSource::Technical { condition } => condition.as_str().to_string(),
+            };
+            let change = serde_json::to_value(&event.change)
+                .ok()
+                .and_then(|v| v.get("change").and_then(|c| c.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            vec![Record::Alarm(Box::new(AlarmRecord {
+                session: session.clone(),
+                at: event.time,
+                alarm: alarm.id.0,
+                change,
+                by,
+                kind: alarm.kind,
+                priority: alarm.priority,
+                source,
+                device: alarm.device.clone(),
+                vital: alarm.vital,
+                value: alarm.value,
+                limit: alarm.limit,
+                message: alarm.message.clone(),
+                advice: alarm.advice.clone(),
+                json: serde_json::to_string(event.as_ref()).unwrap_or_default(),
+            }))]
+        }
+        Event::Session(change) => {
+            let (at, by) = (change.time, change.by.clone());
+            match (change.change, change.session.phase) {
+                (SessionChange::Started, _) => vec![Record::SessionStarted {
+                    session: session.clone(),
+                    at,
+                    by,
+                }],
+                (SessionChange::Phase, Phase::Ended) => vec![Record::SessionEnded {
+                    session: session.clone(),
+                    at,
+                    by,
+                }],
+                (SessionChange::Phase, phase) => vec![Record::PhaseChanged {
+                    session: session.clone(),
+                    phase,
+                    at,
+                    by,
+                }],
+                (SessionChange::Note, _) => vec![Record::Note {
+                    session: session.clone(),
+                    text: change.note.clone().unwrap_or_default(),
+                    by,
+                    at,
+                }],
+            }
+        }
+        Event::Link(link) => vec![Record::Link {
+            session: session.clone(),
+            device: link.device.clone(),
+            state: link.state,
+            detail: link.detail.clone(),
+            at: link.time,
+        }],
+    }
+}

@@ -1,0 +1,248 @@
+//! Durable recording with the real daemon: a SIGKILL during the infusion loses nothing older
+//! than a second and the session goes on with a gap; a full disk stops recording (a technical
+//! alarm) but never monitoring, and recording resumes when space returns.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, simulated_config};
+use vitalwatch::recorder::{EventDetail, SessionSummary, Store};
+
+fn config(database: &Path, scenario: &str) -> String {
+    format!(
+        "[recording]\ndatabase = \"{}\"\n\n{}",
+        database.display(),
+        simulated_config(scenario, "")
+    )
+}
+
+fn deadline(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+/// A reading as both the event stream and the store identify it (the store keeps
+/// microseconds).
+type ReadingKey = (String, String, i64);
+
+fn the_session(store: &Store, id: &str) -> SessionSummary {
+    store
+        .sessions()
+        .expect("sessions")
+        .into_iter()
+        .find(|s| s.id.as_str() == id)
+        .unwrap_or_else(|| panic!("session {id} is not recorded"))
+}
+
+#[tokio::test]
+async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("sessions.sqlite");
+    let daemon = Daemon::start(&config(&database, "typical-infusion"), &["--speed", "20"]);
+    let mut events = daemon.events().await;
+    daemon.start_session("KAP-CRASH-1").await;
+    daemon.set_phase("infusion").await;
+
+    // Watch readings for a random 2 to 5 s of the infusion, remembering when each was seen.
+    let run_for = Duration::from_millis(2000 + (std::process::id() as u64 * 7919) % 3000);
+    let started = Instant::now();
+    let mut seen: Vec<(Instant, ReadingKey)> = Vec::new();
+    while started.elapsed() < run_for {
+        let Some(event) = events.next(started + run_for).await else {
+            break;
+        };
+        if event.name == "reading" {
+            let key = (
+                event.data["device"].as_str().unwrap().to_string(),
+                event.data["vital"].as_str().unwrap().to_string(),
+                event.data["time"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .unwrap()
+                    .timestamp_micros(),
+            );
+            seen.push((Instant::now(), key));
+        }
+    }
+    drop(daemon); // SIGKILL
+    let killed = Instant::now();
+    let must_have: Vec<&ReadingKey> = seen
+        .iter()
+        .filter(|(at, _)| killed.duration_since(*at) > Duration::from_secs(1))
+        .map(|(_, key)| key)
+        .collect();
+    assert!(
+        must_have.len() > 50,
+        "too few readings to judge: {}",
+        must_have.len()
+    );
+
+    let store = Store::open_read_only(&database).expect("open the store after the kill");
+    store
+        .integrity_check()
+        .expect("PRAGMA integrity_check passes");
+    let session = the_session(&store, "KAP-CRASH-1");
+    assert_eq!(session.ended, None, "killed, not ended");
+    let mut recorded: HashSet<ReadingKey> = HashSet::new();
+    store
+        .readings(
+            session.key,
+            |reading| -> Result<(), vitalwatch::recorder::StoreError> {
+                let time = reading.received.timestamp_micros();
+                recorded.insert((reading.device.to_string(), reading.vital.to_string(), time));
+                Ok(())
+            },
+        )
+        .expect("readings");
+    let missing: Vec<_> = must_have
+        .iter()
+        .filter(|key| !recorded.contains(**key))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} readings older than 1 s lost, e.g. {:?}",
+        missing.len(),
+        must_have.len(),
+        missing.first()
+    );
+    drop(store);
+
+    // Restart: the session goes on, with a gap for the time the daemon was down.
+    let daemon = Daemon::start(&config(&database, "typical-infusion"), &["--speed", "20"]);
+    let status = daemon.get_json("/api/v1/status").await;
+    assert_eq!(status["session"]["id"], "KAP-CRASH-1", "{status:#}");
+    assert_eq!(status["session"]["phase"], "infusion");
+    let mut events = daemon.events().await;
+    events
+        .until(deadline(20), |_| {}, |e| e.name == "reading")
+        .await
+        .expect("monitoring goes on after the restart");
+    daemon.set_phase("recovery").await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // past a batch window
+    let store = Store::open_read_only(&database).expect("open the store");
+    let session = the_session(&store, "KAP-CRASH-1");
+    let events = store.events(session.key).expect("events");
+    let gap = events
+        .iter()
+        .find_map(|e| match &e.what {
+            EventDetail::Gap { why, to } => Some((e.at, *to, why.clone())),
+            _ => None,
+        })
+        .expect("a gap event for the restart");
+    assert!(gap.2.contains("restarted"), "{gap:?}");
+    assert!(gap.0 <= gap.1);
+    let phases: Vec<String> = session.phases.iter().map(|p| p.phase.to_string()).collect();
+    assert_eq!(
+        phases,
+        ["baseline", "infusion", "recovery"],
+        "the session continues"
+    );
+}
+
+/// A small tmpfs of its own: a real disk that fills, and that `remount` makes bigger.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .expect("run mount");
+        assert!(
+            output.status.success(),
+            "the disk-full test mounts a small tmpfs and needs root (scripts/test and CI run as root): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        SmallDisk { path, _dir: dir }
+    }
+
+    fn grow(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .expect("remount");
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_recording_not_monitoring_and_recording_resumes_when_space_returns() {
+    let disk = SmallDisk::mount("160k");
+    let database = disk.path.join("sessions.sqlite");
+    let daemon = Daemon::start(
+        &config(&database, "hypertensive-response"),
+        &["--speed", "300"],
+    );
+    let mut events = daemon.events().await;
+    daemon.start_session("KAP-FULL-1").await;
+    daemon.set_phase("infusion").await;
+
+    let is_recording_alarm = |e: &common::SseEvent, change: &str| {
+        e.name == "alarm"
+            && e.data["change"] == change
+            && e.data["alarm"]["condition"] == "recording_failure"
+    };
+    let failure = events
+        .until(deadline(60), |_| {}, |e| is_recording_alarm(e, "raised"))
+        .await
+        .expect("the recording-failure technical alarm once the disk is full");
+    assert_eq!(failure.data["alarm"]["kind"], "technical");
+    assert!(
+        failure.data["alarm"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("full"),
+        "{}",
+        failure.data
+    );
+
+    // Monitoring goes on: readings keep coming and the BP alarm of the scenario is raised.
+    let bp = events
+        .until(
+            deadline(60),
+            |_| {},
+            |e| e.name == "alarm" && e.data["alarm"]["rule"] == "bp_high",
+        )
+        .await
+        .expect("physiological alarms go on while recording fails");
+    assert_eq!(bp.data["alarm"]["kind"], "physiological");
+
+    // Space returns: recording resumes by itself, the alarm ends.
+    disk.grow("64m");
+    events
+        .until(deadline(30), |_| {}, |e| is_recording_alarm(e, "ended"))
+        .await
+        .expect("the alarm ends when recording works again");
+    daemon.set_phase("recovery").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let store = Store::open_read_only(&database).expect("open the store");
+    let session = the_session(&store, "KAP-FULL-1");
+    let phases: Vec<String> = session.phases.iter().map(|p| p.phase.to_string()).collect();
+    assert_eq!(
+        phases,
+        ["baseline", "infusion", "recovery"],
+        "recorded after the disk had room again"
+    );
+    assert!(
+        session.alarms.medium + session.alarms.high >= 1,
+        "{session:?}"
+    );
+}
