@@ -49,9 +49,15 @@ enum Command {
         /// A built-in scenario name (for example `desaturation`) or a scenario file.
         #[arg(long, value_name = "NAME_OR_FILE")]
         scenario: Option<String>,
-        /// A recorded session's id (needs the session recorder, which is not built yet).
+        /// A recorded session's id.
         #[arg(long, value_name = "ID")]
         session: Option<String>,
+        /// The session database (default: the config's [recording] database).
+        #[arg(long, value_name = "FILE")]
+        database: Option<PathBuf>,
+        /// The config whose [recording] database holds the session.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// A rule file (TOML). Default: the built-in default rules.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
@@ -87,7 +93,12 @@ fn main() -> ExitCode {
             scenario,
             session,
             rules,
-        } => replay(scenario.as_deref(), session.as_deref(), rules.as_deref()),
+            database,
+            config,
+        } => match session {
+            Some(session) => replay_session(&session, rules.as_deref(), database, config),
+            None => replay(scenario.as_deref(), rules.as_deref()),
+        },
         Command::Decode { profile, file } => decode(&profile, file.as_deref()),
         Command::Devices { config } => devices(config.as_deref()),
     }
@@ -274,14 +285,91 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn replay(scenario: Option<&str>, session: Option<&str>, rules: Option<&Path>) -> ExitCode {
-    if let Some(id) = session {
+/// The session database: `--database`, else the config's (or the built-in config's).
+fn database_path(database: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(database) = database {
+        return Ok(database);
+    }
+    match config {
+        Some(path) => Config::load(&path),
+        None => Config::built_in(),
+    }
+    .map(|config| config.recording.database)
+    .map_err(|errors| errors.to_string())
+}
+
+fn replay_session(
+    id: &str,
+    rules: Option<&Path>,
+    database: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    let path = match database_path(database, config) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let (rules, rules_source) = match load_replay_rules(rules) {
+        Ok(rules) => rules,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match vitalwatch::recorder::Store::open_read_only(&path) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sessions = match store.sessions() {
+        Ok(sessions) => sessions,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // An id may have been used again for a later session: the latest is meant.
+    let Some(session) = sessions.iter().rev().find(|s| s.id.as_str() == id) else {
+        let recorded: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         eprintln!(
-            "error: cannot replay recorded session `{id}`: replaying a recorded session needs \
-             the session recorder, which is not built yet; replay a scenario with --scenario"
+            "error: no session `{id}` in {}; recorded sessions: {}",
+            path.display(),
+            if recorded.is_empty() {
+                "none".to_string()
+            } else {
+                recorded.join(", ")
+            }
         );
         return ExitCode::from(2);
+    };
+    eprintln!("replaying recorded session {id} with {rules_source}");
+    match vitalwatch::replay::replay_recorded(&store, session, rules) {
+        Ok(timeline) => print_timeline(&timeline),
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn print_timeline(timeline: &vitalwatch::replay::Timeline) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{timeline}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not a failure worth a message.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write the timeline: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(scenario: Option<&str>, rules: Option<&Path>) -> ExitCode {
     let Some(scenario) = scenario else {
         // clap requires one of --scenario and --session.
         eprintln!("error: replay needs --scenario NAME_OR_FILE or --session ID");
@@ -305,16 +393,7 @@ fn replay(scenario: Option<&str>, session: Option<&str>, rules: Option<&Path>) -
             return ExitCode::FAILURE;
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    match write!(stdout, "{timeline}").and_then(|()| stdout.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        // A closed pipe (`| head`) is the reader's choice, not a failure worth a message.
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: cannot write the timeline: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    print_timeline(&timeline)
 }
 
 /// A built-in scenario by name, else a scenario file.

@@ -246,3 +246,92 @@ async fn a_full_disk_stops_recording_not_monitoring_and_recording_resumes_when_s
         "{session:?}"
     );
 }
+
+#[tokio::test]
+async fn a_recorded_session_replays_to_the_alarms_it_had_and_to_others_under_other_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("sessions.sqlite");
+    let daemon = Daemon::start(
+        &config(&database, "hypertensive-response"),
+        &["--speed", "300"],
+    );
+    let mut events = daemon.events().await;
+    daemon.start_session("KAP-REPLAY-1").await;
+    daemon.set_phase("infusion").await;
+    let mut live = Vec::new();
+    events
+        .until(
+            deadline(60),
+            |e| {
+                if e.name == "alarm" && e.data["alarm"]["kind"] == "physiological" {
+                    live.push(format!(
+                        "{} {} {}",
+                        e.data["change"].as_str().unwrap(),
+                        e.data["alarm"]["priority"].as_str().unwrap(),
+                        e.data["alarm"]["rule"].as_str().unwrap()
+                    ));
+                }
+            },
+            |e| e.name == "alarm" && e.data["alarm"]["priority"] == "high",
+        )
+        .await
+        .expect("the confirmed BP alarm");
+    daemon.set_phase("ended").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    drop(daemon);
+
+    let replay = |rules: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vitalwatch"));
+        command
+            .args(["replay", "--session", "KAP-REPLAY-1", "--database"])
+            .arg(&database);
+        if let Some(rules) = rules {
+            command.arg("--rules").arg(rules);
+        }
+        let output = command.output().expect("run replay");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let timeline = replay(None);
+    // The physiological alarms the live session had, in the same order.
+    let replayed: Vec<String> = timeline
+        .lines()
+        .filter(|l| l.contains("bp_high") || l.contains("bp_rise") || l.contains("hypotension"))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {}", words[1], words[2], words[3])
+        })
+        .filter(|l| !l.starts_with("ended"))
+        .collect();
+    assert_eq!(
+        replayed[..live.len()],
+        live[..],
+        "live {live:?}\nreplay:\n{timeline}"
+    );
+
+    // Under a stricter BP limit the same record alarms earlier.
+    let strict = dir.path().join("strict.toml");
+    let shipped =
+        std::fs::read_to_string(common::repo_root().join("config/rules/default.toml")).unwrap();
+    std::fs::write(
+        &strict,
+        shipped.replacen("at_or_above = 180", "at_or_above = 160", 1),
+    )
+    .unwrap();
+    let strict_timeline = replay(Some(&strict));
+    let first_bp = |timeline: &str| {
+        timeline
+            .lines()
+            .find(|l| l.contains("raised") && l.contains("bp_high"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+    };
+    let (default_at, strict_at) = (first_bp(&timeline), first_bp(&strict_timeline));
+    assert!(
+        strict_at.is_some() && strict_at < default_at,
+        "default {default_at:?}, strict {strict_at:?}"
+    );
+}
