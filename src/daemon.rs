@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sd_notify::NotifyState;
 use tokio::sync::Notify;
 
 use crate::acquire::start_drivers;
 use crate::clock::Clock;
 use crate::config::{Config, RecordingConfig};
-use crate::engine::{DeviceInfo, DeviceSpec, EngineTask};
+use crate::engine::{DeviceInfo, DeviceSpec, EngineTask, Watchdog};
 use crate::events::RulesView;
 use crate::metrics::Metrics;
 use crate::recorder::sink::RecorderSink;
@@ -63,6 +64,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
             interval: d.interval,
         })
         .collect();
+    let device_count = config.devices.len();
     let rules = Arc::new(RulesView::of(&config.rules));
     let recorder = open_recorder(&config.recording)?;
     let (mut engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
@@ -76,6 +78,15 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
             None
         }
     };
+    if let Some(timeout) = sd_notify::watchdog_enabled()
+        && let Some(watchdog) = Watchdog::new(timeout, ping_watchdog)
+    {
+        tracing::info!(
+            timeout_ms = timeout.as_millis(),
+            "feeding systemd's watchdog from the engine loop"
+        );
+        engine.set_watchdog(watchdog);
+    }
     let engine = tokio::spawn(engine.run());
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -85,6 +96,13 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!("listening on http://{local}");
+    // The drivers run and HTTP accepts connections: tell systemd (Type=notify) we are up.
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!(
+            "monitoring {device_count} device(s), listening on {local}"
+        )),
+    ]);
 
     let app = router(AppState {
         engine: handle,
@@ -94,7 +112,10 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         database: Arc::new(config.recording.database.clone()),
     });
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async {
+            shutdown_signal().await;
+            notify(&[NotifyState::Stopping]);
+        })
         .await;
     for driver in drivers {
         driver.abort();
@@ -156,6 +177,21 @@ fn open_recorder(
     match crate::recorder::sink::start(store) {
         Ok((sink, writer)) => Ok(Ok((sink, writer, open))),
         Err(error) => Ok(Err(format!("cannot start the recorder thread: {error}"))),
+    }
+}
+
+/// Tells the service manager about `states`; nothing without `NOTIFY_SOCKET` (not under
+/// systemd, or `Type=` other than notify). A failure is logged: monitoring goes on.
+fn notify(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "cannot notify the service manager");
+    }
+}
+
+/// One `WATCHDOG=1`, sent by the engine loop on its tick.
+fn ping_watchdog() {
+    if let Err(error) = sd_notify::notify(&[NotifyState::Watchdog]) {
+        tracing::warn!(%error, "cannot ping systemd's watchdog");
     }
 }
 

@@ -15,4 +15,4 @@ pub use rules::{
     BpSchedule, Clause, Comparison, Confirmation, Escalation, Limit, Measure, PhaseSet, Priority,
     RateThreshold, Rule, RuleSet, TechnicalCondition, TechnicalRule,
 };
-pub use task::{CommandError, DeviceInfo, EngineHandle, EngineTask};
+pub use task::{CommandError, DeviceInfo, EngineHandle, EngineTask, Watchdog};

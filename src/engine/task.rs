@@ -191,6 +191,41 @@ pub struct EngineTask {
     trends: Trends,
     last_tick_ms: Arc<AtomicU64>,
     recording: Recording,
+    watchdog: Option<Watchdog>,
+}
+
+/// The service manager's watchdog (systemd's `WatchdogSec=`), fed from the engine loop's tick
+/// and from nothing else: an engine that stops ticking stops the pings, and systemd restarts
+/// the daemon.
+pub struct Watchdog {
+    /// At least this long (real time) between two pings: half the watchdog's timeout.
+    every: Duration,
+    last: Option<tokio::time::Instant>,
+    ping: Box<dyn FnMut() + Send>,
+}
+
+impl Watchdog {
+    /// Pings through `ping` for a watchdog that fires after `timeout` without one; `None` for a
+    /// zero timeout (no watchdog).
+    pub fn new(timeout: Duration, ping: impl FnMut() + Send + 'static) -> Option<Self> {
+        (!timeout.is_zero()).then(|| Watchdog {
+            every: timeout / 2,
+            last: None,
+            ping: Box::new(ping),
+        })
+    }
+
+    /// The engine ticked at `at` (the tick's scheduled instant, so that ticks one period
+    /// apart are exactly that): pings when `every` has passed since the last ping.
+    fn ticked(&mut self, at: tokio::time::Instant) {
+        if self
+            .last
+            .is_none_or(|last| at.saturating_duration_since(last) >= self.every)
+        {
+            (self.ping)();
+            self.last = Some(at);
+        }
+    }
 }
 
 /// The engine task's side of the session recorder.
@@ -260,6 +295,7 @@ impl EngineTask {
             last_tick_ms: last_tick_ms.clone(),
             clock: clock.clone(),
             recording: Recording::default(),
+            watchdog: None,
         };
         (
             task,
@@ -306,6 +342,11 @@ impl EngineTask {
         self.publish_transitions(transitions);
     }
 
+    /// Feeds `watchdog` from the loop's tick (see `Watchdog`).
+    pub fn set_watchdog(&mut self, watchdog: Watchdog) {
+        self.watchdog = Some(watchdog);
+    }
+
     /// The store could not be opened: nothing will be recorded, which is a technical alarm.
     pub fn recorder_unavailable(&mut self, why: String) {
         self.recording.writer_failure = Some(why);
@@ -313,7 +354,12 @@ impl EngineTask {
     }
 
     pub async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.clock.real(TICK).max(MIN_REAL_TICK));
+        let mut period = self.clock.real(TICK).max(MIN_REAL_TICK);
+        if let Some(watchdog) = &self.watchdog {
+            // At least one tick per ping interval, or the watchdog would fire between pings.
+            period = period.min(watchdog.every.max(MIN_REAL_TICK));
+        }
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut recorder_health = self.recording.sink.as_ref().map(|sink| sink.health.clone());
         loop {
@@ -324,11 +370,14 @@ impl EngineTask {
                     Some(command) => self.handle(command),
                     None => break,
                 },
-                                _ = tick.tick() => {
+                                at = tick.tick() => {
                     let now = self.clock.now();
                     self.last_tick_ms.store(mono_ms(now), Ordering::Relaxed);
                     let transitions = self.engine.tick(now);
                     self.publish_transitions(transitions);
+                    if let Some(watchdog) = self.watchdog.as_mut() {
+                        watchdog.ticked(at);
+                    }
                 }
                 changed = async {
                     match recorder_health.as_mut() {
@@ -772,6 +821,114 @@ mod tests {
             handle.heartbeat().is_none(),
             "a dead engine has no heartbeat"
         );
+    }
+
+    /// A watchdog that records the (virtual) instant of each ping.
+    fn recording_watchdog(
+        timeout: Duration,
+    ) -> (Watchdog, Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>) {
+        let pings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = pings.clone();
+        let watchdog = Watchdog::new(timeout, move || {
+            sink.lock()
+                .expect("the ping log")
+                .push(tokio::time::Instant::now());
+        })
+        .expect("a non-zero timeout");
+        (watchdog, pings)
+    }
+
+    fn count(pings: &std::sync::Mutex<Vec<tokio::time::Instant>>) -> usize {
+        pings.lock().expect("the ping log").len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_fed_by_the_engine_ticks_and_nothing_else() {
+        let clock = Clock::start(1.0);
+        let wake = Arc::new(Notify::new());
+        let rules = parse_rule_set(&Source::built_in("default.toml", DEFAULT_RULES))
+            .expect("the default rules parse");
+        let (mut engine, handle) = EngineTask::new(
+            rules,
+            Vec::new(),
+            Vec::new(),
+            wake.clone(),
+            Metrics::new().expect("metrics"),
+            clock.clone(),
+        );
+        let (watchdog, pings) = recording_watchdog(Duration::from_secs(2));
+        engine.set_watchdog(watchdog);
+
+        // Attached but the loop is not running: no timer of its own pings.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(count(&pings), 0, "pinged without an engine loop");
+
+        // Running: the first tick pings at once, then every half timeout (1 s).
+        let running = tokio::spawn(engine.run());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(count(&pings), 1, "the first tick pings");
+        // Wakes and commands keep the loop busy; they must not ping (only ticks do).
+        let busy = {
+            let (wake, handle) = (wake.clone(), handle.clone());
+            tokio::spawn(async move {
+                loop {
+                    wake.notify_one();
+                    let _ = handle.status().await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(9_500)).await;
+        busy.abort();
+        {
+            let log = pings.lock().expect("the ping log");
+            assert_eq!(log.len(), 10, "one ping per second of running: {log:?}");
+            for pair in log.windows(2) {
+                assert_eq!(pair[1] - pair[0], Duration::from_secs(1));
+            }
+        }
+
+        // The loop gone (as if it stalled for good): the pings stop, so systemd would restart.
+        running.abort();
+        let _ = running.await;
+        let before = count(&pings);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(count(&pings), before, "pinged without an engine loop");
+        drop(handle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_pings_in_real_time_whatever_the_clock_speed() {
+        // At 60x the engine ticks every 16.7 ms of real time: still one ping per half timeout.
+        let clock = Clock::start(60.0);
+        let (mut engine, handle) = task(&clock);
+        let (watchdog, pings) = recording_watchdog(Duration::from_secs(2));
+        engine.set_watchdog(watchdog);
+        let running = tokio::spawn(engine.run());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let log = pings.lock().expect("the ping log").clone();
+        assert!((9..=11).contains(&log.len()), "{} pings", log.len());
+        for pair in log.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_secs(1) && gap < Duration::from_millis(1050),
+                "{gap:?}"
+            );
+        }
+
+        // A watchdog shorter than the tick: the loop ticks at least once per ping interval.
+        running.abort();
+        let clock = Clock::start(1.0);
+        let (mut engine, _handle) = task(&clock);
+        let (watchdog, pings) = recording_watchdog(Duration::from_millis(600));
+        engine.set_watchdog(watchdog);
+        let running = tokio::spawn(engine.run());
+        tokio::time::sleep(Duration::from_millis(2_950)).await;
+        let log = pings.lock().expect("the ping log").clone();
+        assert_eq!(log.len(), 10, "every 300 ms: {log:?}");
+        running.abort();
+        drop(handle);
+        assert!(Watchdog::new(Duration::ZERO, || {}).is_none());
     }
 
     #[tokio::test(start_paused = true)]
