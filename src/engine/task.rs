@@ -867,7 +867,7 @@ mod tests {
         let running = tokio::spawn(engine.run());
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(count(&pings), 1, "the first tick pings");
-        // Wakes and commands keep the loop busy; they must not ping (only ticks do).
+        // Wakes and commands keep the loop busy: still one ping per half timeout, no more.
         let busy = {
             let (wake, handle) = (wake.clone(), handle.clone());
             tokio::spawn(async move {
