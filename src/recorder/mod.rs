@@ -170,6 +170,9 @@ pub enum PruneScope {
     Exported,
 }
 
+/// How long opening waits for the lock before calling the database taken.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A recording database, open for writing (one per database, see the module comment) or
 /// read-only.
 #[derive(Debug)]
@@ -211,7 +214,17 @@ impl Store {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| open_error(format!("its lock file {}: {e}", lock_path.display())))?;
-        match lock.try_lock() {
+        // A lock is held by an open file description, which a fork shares until its exec: a
+        // store just closed (or a daemon just exiting) may hold it a moment longer. Wait that
+        // moment before calling the database taken.
+        let waited_since = std::time::Instant::now();
+        let mut attempt = lock.try_lock();
+        while matches!(attempt, Err(TryLockError::WouldBlock)) && waited_since.elapsed() < LOCK_WAIT
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            attempt = lock.try_lock();
+        }
+        match attempt {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 return Err(StoreError::Locked {
