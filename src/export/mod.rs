@@ -20,6 +20,7 @@
 //! session exported ([`Store::mark_exported`]) needs the store open for writing, which is the
 //! CLI's business (`vitalwatch export --mark-exported`).
 
+pub mod cli;
 pub mod csv;
 pub mod edf;
 pub mod fhir;
