@@ -64,6 +64,9 @@ pub const NO_VALUE: i16 = i16::MIN;
 const UNUSABLE_GAP_S: f64 = 30.0;
 /// The annotation signal's bytes per record, at least.
 const MIN_ANNOTATION_BYTES: usize = 120;
+/// A session longer than this (a week) is refused rather than written as millions of records:
+/// a recording that long is a damaged clock, not a dosing session.
+const MAX_SPAN_S: f64 = 7.0 * 24.0 * 3600.0;
 
 /// Writes `session` as EDF+. Returns how many readings were read (on the writing pass).
 pub fn write(
@@ -119,6 +122,14 @@ pub fn write(
     }
     if let Some(a) = annotations.last() {
         last_s = last_s.max(a.onset_s + a.duration_s.unwrap_or(0.0));
+    }
+    if last_s.is_nan() || last_s > MAX_SPAN_S {
+        return Err(ExportError::Invalid(format!(
+            "session {} spans {:.0} hours from its start to its last record: too long for an \
+             EDF+ export (is a clock wrong?)",
+            session.summary.id,
+            last_s / 3600.0
+        )));
     }
     let records = (last_s / f64::from(RECORD_S)).floor() as u64 + 1;
     let plan = AnnotationPlan::new(&annotations, records);

@@ -754,8 +754,17 @@ impl Summariser {
             return Ok(());
         };
         let step = i64::from(self.interval_s);
-        let from = self.start + Duration::seconds(window.saturating_mul(step));
-        let when = Effective::Period(from, from + Duration::seconds(step));
+        let from = Duration::try_seconds(window.saturating_mul(step))
+            .and_then(|offset| self.start.checked_add_signed(offset));
+        let Some((from, to)) = from.and_then(|from| {
+            from.checked_add_signed(Duration::seconds(step))
+                .map(|to| (from, to))
+        }) else {
+            return Err(ExportError::Invalid(format!(
+                "a reading's time is out of range for a {step}-second interval"
+            )));
+        };
+        let when = Effective::Period(from, to);
         let summary_note = |count: usize| {
             format!(
                 "Median of {count} unflagged reading{} in the {}-second interval",
