@@ -418,10 +418,33 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         );
     }
 
-    // The summary cards.
+    summary_cards(&mut page, session, found, facts);
+    page.push_str("<h2>Trends</h2>\n");
+    page.push_str(&charts(session, facts, &alarms));
+    alarm_table(&mut page, session, &alarms);
+    notes_phases_and_recording(&mut page, session, found, facts);
+    let _ = writeln!(
+        page,
+        "<footer>Session {id} (record key {key}), {start} – {end} UTC. Report made {made} UTC by \
+         vitalwatch {version} from the session recording. vitalwatch is not a certified medical \
+         device; the clinic's own monitor remains the primary record of alarms.</footer>\n\
+         </main>\n</body>\n</html>",
+        id = esc(summary.id.as_str()),
+        key = summary.key.0,
+        start = date_time(session.start()),
+        end = date_time(session.end),
+        made = rfc3339(options.generated),
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    page
+}
+
+/// The summary: session, infusion, baseline, alarm counts, SpO2, blood pressure and pulse.
+fn summary_cards(page: &mut String, session: &Session, found: &Scan, facts: &Facts) {
+    let summary = &session.summary;
     page.push_str("<h2>Summary</h2>\n<div class=\"cards\">\n");
     card(
-        &mut page,
+        page,
         "Session",
         &format!(
             "{}<small> – {}</small>",
@@ -440,7 +463,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         Some((start, stop)) => {
             let stop_time = stop.unwrap_or(session.end);
             card(
-                &mut page,
+                page,
                 "Infusion",
                 &format!(
                     "{}<small> – {}</small>",
@@ -460,13 +483,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
                 false,
             );
         }
-        None => card(
-            &mut page,
-            "Infusion",
-            "–",
-            "no infusion phase recorded",
-            false,
-        ),
+        None => card(page, "Infusion", "–", "no infusion phase recorded", false),
     }
     let baseline = |vital: Vital| facts.baseline.get(&vital).map(|(m, _)| *m);
     let baseline_bp = match (baseline(Vital::Systolic), baseline(Vital::Diastolic)) {
@@ -474,7 +491,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         _ => "–".to_string(),
     };
     card(
-        &mut page,
+        page,
         "Baseline",
         &format!("{}<small> mmHg</small>", baseline_bp),
         &format!(
@@ -490,7 +507,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         summary.alarms.low,
     );
     card(
-        &mut page,
+        page,
         "Alarms",
         &format!("{}<small> in all</small>", high + medium + low),
         &format!("{high} high · {medium} medium · {low} low"),
@@ -512,7 +529,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         Some((_, stats)) => {
             let (min, at) = stats.min.unwrap_or((f64::NAN, session.start()));
             card(
-                &mut page,
+                page,
                 "Minimum SpO2",
                 &format!("{}<small> %</small>", rounded(min)),
                 &format!(
@@ -524,7 +541,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
                 min < SPO2_LOW,
             );
             card(
-                &mut page,
+                page,
                 "SpO2 below 90 %",
                 &span(stats.below_s),
                 "in all, unflagged readings",
@@ -532,8 +549,8 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
             );
         }
         None => {
-            card(&mut page, "Minimum SpO2", "–", "no SpO2 recorded", false);
-            card(&mut page, "SpO2 below 90 %", "–", "no SpO2 recorded", false);
+            card(page, "Minimum SpO2", "–", "no SpO2 recorded", false);
+            card(page, "SpO2 below 90 %", "–", "no SpO2 recorded", false);
         }
     }
     let peak = facts
@@ -548,7 +565,7 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         });
     match peak {
         Some(m) => card(
-            &mut page,
+            page,
             "Peak blood pressure",
             &format!(
                 "{}/{}<small> mmHg</small>",
@@ -566,17 +583,11 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
             ),
             m.systolic.is_some_and(|s| s >= 180.0),
         ),
-        None => card(
-            &mut page,
-            "Peak blood pressure",
-            "–",
-            "no cuff reading",
-            false,
-        ),
+        None => card(page, "Peak blood pressure", "–", "no cuff reading", false),
     }
     let pulse = facts.ranges.get(&Vital::PulseRate);
     card(
-        &mut page,
+        page,
         "Pulse",
         &pulse.map_or("–".into(), |(lo, hi)| {
             format!("{}–{}<small> /min</small>", rounded(*lo), rounded(*hi))
@@ -585,12 +596,12 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         false,
     );
     page.push_str("</div>\n");
+}
 
-    // Charts.
-    page.push_str("<h2>Trends</h2>\n");
-    page.push_str(&charts(session, facts, &alarms));
-
-    // Alarms.
+/// The alarms, highest priority first, with when each was raised, acknowledged and ended.
+fn alarm_table(page: &mut String, session: &Session, alarms: &[AlarmSummary]) {
+    let counts = &session.summary.alarms;
+    let (high, medium, low) = (counts.high, counts.medium, counts.low);
     let _ = writeln!(page, "<h2>Alarms</h2>");
     if alarms.is_empty() {
         page.push_str("<p class=\"muted\">No alarm during the session.</p>\n");
@@ -658,8 +669,11 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         }
         page.push_str("</tbody></table>\n");
     }
+}
 
-    // Notes, phases and the technical record.
+/// The notes and phases side by side, then what was recorded and the link changes and gaps.
+fn notes_phases_and_recording(page: &mut String, session: &Session, found: &Scan, facts: &Facts) {
+    let summary = &session.summary;
     page.push_str("<div class=\"two\"><section>\n<h2>Notes</h2>\n");
     let notes: Vec<_> = session.notes().collect();
     if notes.is_empty() {
@@ -747,20 +761,6 @@ fn render(session: &Session, found: &Scan, facts: &Facts, options: &Options) -> 
         page.push('\n');
     }
     page.push_str("</tbody></table></section></div>\n");
-    let _ = writeln!(
-        page,
-        "<footer>Session {id} (record key {key}), {start} – {end} UTC. Report made {made} UTC by \
-         vitalwatch {version} from the session recording. vitalwatch is not a certified medical \
-         device; the clinic's own monitor remains the primary record of alarms.</footer>\n\
-         </main>\n</body>\n</html>",
-        id = esc(summary.id.as_str()),
-        key = summary.key.0,
-        start = date_time(session.start()),
-        end = date_time(session.end),
-        made = rfc3339(options.generated),
-        version = env!("CARGO_PKG_VERSION"),
-    );
-    page
 }
 
 fn card(page: &mut String, label: &str, value: &str, sub: &str, alert: bool) {
