@@ -500,12 +500,10 @@ fn report_of_a_two_hour_session_renders_in_chromium() {
     assert_self_contained(&html);
     assert!(html.contains("Session KAP-0107"));
 
-    let screenshots = repo_root().join("docs/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let png = screenshots.join("report.png");
-    let _ = std::fs::remove_file(&png);
+    let chromium = chromium();
+    let png = dir.path().join("report.png");
     let profile = tempfile::tempdir().unwrap();
-    let output = Command::new(chromium())
+    let output = Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -539,4 +537,7 @@ fn report_of_a_two_hour_session_renders_in_chromium() {
     let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     assert_eq!((width, height), (1200, 1950));
     assert!(bytes.len() > 50_000, "a real rendering, not a blank page");
+    let screenshots = repo_root().join("docs/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    std::fs::copy(&png, screenshots.join("report.png")).unwrap();
 }
