@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod events;
+pub mod export;
 pub mod metrics;
 pub mod recorder;
 pub mod replay;

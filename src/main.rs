@@ -1,4 +1,5 @@
-//! The `vitalwatch` command line: run the daemon, check a config, replay a scenario.
+//! The `vitalwatch` command line: run the daemon, check a config, replay a scenario, decode a
+//! capture, list devices, list recorded sessions and export one.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -77,6 +78,52 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List the recorded sessions: key, id, start, end, duration, alarms, phases.
+    Sessions {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a recorded session for the clinical record: readings (csv), timeline
+    /// (csv-events), FHIR R4 bundle (fhir), EDF+ (edf) or a printable report (html).
+    Export {
+        /// The session's id.
+        #[arg(long, value_name = "ID")]
+        session: String,
+        /// The session's key (see `sessions`), when several sessions have the same id.
+        #[arg(long, value_name = "N")]
+        key: Option<i64>,
+        /// csv, csv-events, fhir, edf or html.
+        #[arg(long, value_name = "FORMAT")]
+        format: String,
+        /// The file to write (written whole or not at all). Default: standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// FHIR only: one Observation per vital per this many seconds (the median) instead of
+        /// one per reading.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+        interval: Option<u32>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Record in the database that the session was exported (opens it for writing: only
+        /// while the daemon is stopped).
+        #[arg(long)]
+        mark_exported: bool,
+    },
+}
+
+/// Where the session database is: `--database`, or the config's `[recording] database`.
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct DatabaseArgs {
+    /// The config whose [recording] database to read. Default: the built-in config's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The session database itself.
+    #[arg(long, value_name = "FILE")]
+    database: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +148,78 @@ fn main() -> ExitCode {
         },
         Command::Decode { profile, file } => decode(&profile, file.as_deref()),
         Command::Devices { config } => devices(config.as_deref()),
+        Command::Sessions { database, json } => sessions(&database, json),
+        Command::Export {
+            session,
+            key,
+            format,
+            out,
+            interval,
+            database,
+            mark_exported,
+        } => export(
+            session,
+            key,
+            &format,
+            out,
+            interval,
+            &database,
+            mark_exported,
+        ),
+    }
+}
+
+fn cli_exit(error: vitalwatch::export::cli::CliError) -> ExitCode {
+    eprintln!("error: {}", error.message);
+    if error.usage {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn sessions(database: &DatabaseArgs, json: bool) -> ExitCode {
+    use vitalwatch::export::cli;
+    let result = cli::database_path(database.config.as_deref(), database.database.as_deref())
+        .and_then(|path| cli::sessions(&path, json, &mut std::io::stdout().lock()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => cli_exit(error),
+    }
+}
+
+fn export(
+    session: String,
+    key: Option<i64>,
+    format: &str,
+    out: Option<PathBuf>,
+    interval: Option<u32>,
+    database: &DatabaseArgs,
+    mark_exported: bool,
+) -> ExitCode {
+    use vitalwatch::export::{Format, cli};
+    let format: Format = match format.parse() {
+        Ok(format) => format,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = cli::database_path(database.config.as_deref(), database.database.as_deref())
+        .and_then(|database| {
+            cli::export(&cli::ExportRequest {
+                database,
+                session,
+                key,
+                format,
+                out,
+                interval_s: interval,
+                mark_exported,
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => cli_exit(error),
     }
 }
 

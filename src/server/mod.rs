@@ -4,12 +4,15 @@
 //! impossible phase change gets a 4xx with a JSON `{"error": ...}` message.
 //!
 //! Reading (panel, status, rules, trends, events, metrics) is open; acting (session control,
-//! notes, acknowledge, audio pause) needs a nurse token when tokens are configured, and is
-//! recorded under its name.
+//! notes, acknowledge, audio pause) and the recorded sessions' listing and exports
+//! (`export.rs`) need a nurse token when tokens are configured, and are recorded under its
+//! name.
 //!
 //! The panel (`panel/`: one page, its script and its style) is built into the binary and
 //! loads nothing from anywhere else. The event stream sends a `heartbeat` every second while
 //! the engine runs; a panel that misses them shows MONITOR OFFLINE.
+
+mod export;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -78,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/audio-pause", post(audio_pause_all))
         .route("/api/v1/alarms/{id}/acknowledge", post(acknowledge))
         .route("/api/v1/alarms/{id}/audio-pause", post(audio_pause))
+        .route("/api/v1/sessions", get(export::list))
+        .route("/api/v1/sessions/{id}/export", get(export::export))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
