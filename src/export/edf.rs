@@ -801,7 +801,7 @@ mod tests {
         ];
         assert_eq!(
             labels(&signals),
-            ["SpO2 oximeter-by", "SpO2 oximeter~1", "Pulse _x"]
+            ["SpO2 oximeter-by", "SpO2 oximeter-~1", "Pulse _x"]
         );
     }
 
