@@ -39,6 +39,8 @@ pub const BUCKETS: usize = 720;
 /// At most this many cuff measurements are kept for the chart (one every minute for 4 hours
 /// is 240).
 const MAX_POINTS: usize = 20_000;
+/// Cuff measurements further apart than this are not joined by the chart's line.
+const BP_LINE_GAP_S: f64 = 1200.0;
 /// The SpO2 level the report times the patient below.
 const SPO2_LOW: f64 = 90.0;
 
@@ -890,10 +892,16 @@ impl<'a> Chart<'a> {
         while t <= self.span_s + 0.5 {
             let x = self.x(t);
             let at = self.session.start() + Duration::seconds(t as i64);
+            // The last label would overflow the chart if centred on its tick.
+            let (label_x, anchor) = if x > WIDTH - 40.0 {
+                (WIDTH, "end")
+            } else {
+                (x, "middle")
+            };
             let _ = write!(
                 self.svg,
                 "<line class=\"axis\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{bottom:.1}\" y2=\"{:.1}\"/>\
-                 <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} <tspan style=\"fill:#9aa1ab\">{}</tspan></text>",
+                 <text x=\"{label_x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{} <tspan style=\"fill:#9aa1ab\">{}</tspan></text>",
                 bottom + 4.0,
                 bottom + 16.0,
                 elapsed(t),
@@ -923,22 +931,28 @@ impl<'a> Chart<'a> {
                 .iter()
                 .position(|end| *end < x0)
                 .unwrap_or(ALARM_LANES - 1);
-            // The bar's label follows it.
-            lanes_end[lane] = x1 + 8.0 + 6.0 * alarm.source.chars().count() as f64;
+            // The bar's label follows it, or comes before it when there is no room after.
+            let label_width = 6.0 * alarm.source.chars().count() as f64;
+            let (label_x, anchor) = if x1 + 4.0 + label_width <= WIDTH {
+                lanes_end[lane] = x1 + 8.0 + label_width;
+                (x1 + 4.0, "start")
+            } else {
+                lanes_end[lane] = x1 + 4.0;
+                (x0 - 4.0, "end")
+            };
             let y = 2.0 + lane as f64 * 9.0;
             let colour = priority_colour(alarm.highest);
             let _ = write!(
                 self.svg,
                 "<g><title>{} alarm {}, {} – {}</title>\
                  <rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"5\" rx=\"1.5\" fill=\"{colour}\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" style=\"font-size:9.5px;fill:{colour}\">{}</text>\
+                 <text x=\"{label_x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" style=\"font-size:9.5px;fill:{colour}\">{}</text>\
                  <line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{y:.1}\" y2=\"{bottom:.1}\" stroke=\"{colour}\" stroke-width=\"1.2\" stroke-opacity=\"0.7\"/></g>",
                 alarm.highest,
                 esc(&alarm.source),
                 clock(alarm.raised),
                 alarm.ended.map_or("still active".to_string(), clock),
                 x1 - x0,
-                x1 + 4.0,
                 y + 6.0,
                 esc(&alarm.source),
             );
@@ -1099,14 +1113,8 @@ fn charts(session: &Session, facts: &Facts, alarms: &[AlarmSummary]) -> String {
     let high = ((pulse_hi.max(100.0) + 5.0) / 20.0).ceil() * 20.0;
     let mut chart = Chart::new(session, span_s, 170.0, low.max(0.0), high);
     chart.frame(&ticks(low, high, 20.0), "/min");
-    let mut devices: Vec<DeviceId> = pulse_lines.iter().map(|(d, _)| (*d).clone()).collect();
-    devices.extend(
-        facts
-            .points
-            .keys()
-            .filter(|(_, v)| *v == Vital::PulseRate)
-            .map(|(d, _)| d.clone()),
-    );
+    // A cuff's technical alarms go on the blood-pressure chart, not here.
+    let devices: Vec<DeviceId> = pulse_lines.iter().map(|(d, _)| (*d).clone()).collect();
     chart.alarms(&alarms_for(alarms, &[Vital::PulseRate], &devices));
     for (_, buckets) in &pulse_lines {
         chart.line(buckets, "#2e7d32");
@@ -1156,7 +1164,10 @@ fn charts(session: &Session, facts: &Facts, alarms: &[AlarmSummary]) -> String {
             "#9e9e9e",
         );
     }
-    let mut systolic_path = String::new();
+    // A faint line joins a cuff's systolic values, broken where it measured nothing for
+    // longer than BP_LINE_GAP_S.
+    let mut systolic_paths: Vec<String> = Vec::new();
+    let mut previous: Option<(&DeviceId, DateTime<Utc>)> = None;
     for m in &facts.measurements {
         let x = chart.x_at(m.at);
         if let (Some(s), Some(d)) = (m.systolic, m.diastolic) {
@@ -1169,7 +1180,16 @@ fn charts(session: &Session, facts: &Facts, alarms: &[AlarmSummary]) -> String {
         }
         if let Some(s) = m.systolic {
             let y = chart.y(s);
-            let _ = write!(systolic_path, "{x:.1},{y:.1} ");
+            let joined = previous.is_some_and(|(device, at)| {
+                *device == m.device && seconds_between(at, m.at) <= BP_LINE_GAP_S
+            });
+            match systolic_paths.last_mut() {
+                Some(path) if joined => {
+                    let _ = write!(path, " {x:.1},{y:.1}");
+                }
+                _ => systolic_paths.push(format!("{x:.1},{y:.1}")),
+            }
+            previous = Some((&m.device, m.at));
             let _ = write!(
                 chart.svg,
                 "<path d=\"M{:.1},{:.1} h10 l-5,8 z\" fill=\"#b71c1c\"><title>{} systolic {}</title></path>",
@@ -1198,11 +1218,10 @@ fn charts(session: &Session, facts: &Facts, alarms: &[AlarmSummary]) -> String {
             );
         }
     }
-    if !systolic_path.is_empty() {
+    for path in systolic_paths {
         let _ = write!(
             chart.svg,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"#b71c1c\" stroke-opacity=\"0.35\" stroke-width=\"1\"/>",
-            systolic_path.trim_end()
+            "<polyline points=\"{path}\" fill=\"none\" stroke=\"#b71c1c\" stroke-opacity=\"0.35\" stroke-width=\"1\"/>"
         );
     }
     let peak = facts
