@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::core::{ActionError, AlarmId, AlarmTransition, DeviceSpec, Engine};
@@ -24,7 +23,7 @@ use crate::events::{
     SessionEvent, SessionView, StatusView, TrendsView,
 };
 use crate::metrics::Metrics;
-use crate::recorder::sink::{Health, RecorderSink, records_of};
+use crate::recorder::sink::{Health, LostRecords, RecorderSink, records_of};
 use crate::recorder::{OpenSession, Record};
 use crate::vitals::{DeviceId, DeviceMessage, Mono, Phase, Session, SessionId, Vital};
 
@@ -235,7 +234,7 @@ struct Recording {
     /// Why writing fails, as the writer thread last said (or the store could not be opened).
     writer_failure: Option<String>,
     /// Records the queue refused (it was full): their span, written as a gap once it drains.
-    refused: Option<(SessionId, DateTime<Utc>, DateTime<Utc>, usize)>,
+    refused: Option<LostRecords>,
     /// What the engine was last told.
     reported_failure: Option<String>,
 }
@@ -407,27 +406,21 @@ impl EngineTask {
         let Some(sink) = &self.recording.sink else {
             return;
         };
-        if let Some((session, from, to, count)) = self.recording.refused.take() {
-            let gap = Record::Gap {
-                session: session.clone(),
-                from,
-                to,
-                why: format!("recorder queue full: {count} record(s) lost"),
-            };
-            if !sink.send(gap) {
-                self.recording.refused = Some((session, from, to, count));
+        if let Some(lost) = &self.recording.refused {
+            let gap = lost.gap(|count| format!("recorder queue full: {count} record(s) lost"));
+            if sink.send(gap).is_ok() {
+                self.recording.refused = None;
             }
         }
-        let at = record.time();
-        if self.recording.refused.is_none() && sink.send(record.clone()) {
-            return;
+        // While refused records are owed their gap, later ones join the span rather than
+        // overtake it, so the record stays in time order.
+        let refused = match self.recording.refused {
+            Some(_) => Some(record),
+            None => sink.send(record).err(),
+        };
+        if let Some(record) = refused {
+            LostRecords::note(&mut self.recording.refused, &record);
         }
-        let refused = self
-            .recording
-            .refused
-            .get_or_insert_with(|| (record.session().clone(), at, at, 0));
-        refused.2 = refused.2.max(at);
-        refused.3 += 1;
     }
 
     /// Tells the engine whether recording fails, when that changed.

@@ -52,13 +52,12 @@ pub struct RecorderSink {
 }
 
 impl RecorderSink {
-    /// Queues a record without waiting. `false` if the queue is full or the thread is gone:
-    /// the caller must treat recording as failing.
-    pub fn send(&self, record: Record) -> bool {
-        match self.queue.try_send(record) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        }
+    /// Queues a record without waiting. The record comes back if the queue is full or the
+    /// thread is gone: the caller must treat recording as failing.
+    pub fn send(&self, record: Record) -> Result<(), Record> {
+        self.queue.try_send(record).map_err(|error| match error {
+            TrySendError::Full(record) | TrySendError::Disconnected(record) => record,
+        })
     }
 }
 
@@ -72,12 +71,45 @@ pub fn start(store: Store) -> std::io::Result<(RecorderSink, JoinHandle<()>)> {
     Ok((RecorderSink { queue, health }, thread))
 }
 
-/// Records lost while writing failed, remembered to be written as a gap.
-struct Lost {
+/// Records that could not be kept: their session and time span, to be written as a gap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostRecords {
     session: SessionId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     count: usize,
+}
+
+impl LostRecords {
+    /// Adds `record` to the span in `lost` (starting one if there is none).
+    pub fn note(lost: &mut Option<LostRecords>, record: &Record) {
+        let at = record.time();
+        match lost {
+            Some(lost) => {
+                lost.from = lost.from.min(at);
+                lost.to = lost.to.max(at);
+                lost.count += 1;
+            }
+            None => {
+                *lost = Some(LostRecords {
+                    session: record.session().clone(),
+                    from: at,
+                    to: at,
+                    count: 1,
+                })
+            }
+        }
+    }
+
+    /// The gap record for the span; `why` is told how many records were lost.
+    pub fn gap(&self, why: impl FnOnce(usize) -> String) -> Record {
+        Record::Gap {
+            session: self.session.clone(),
+            from: self.from,
+            to: self.to,
+            why: why(self.count),
+        }
+    }
 }
 
 struct Writer {
@@ -85,7 +117,7 @@ struct Writer {
     records: Receiver<Record>,
     health: watch::Sender<Health>,
     pending: VecDeque<Record>,
-    lost: Option<Lost>,
+    lost: Option<LostRecords>,
     failing: bool,
 }
 
@@ -133,25 +165,7 @@ impl Writer {
         self.pending.push_back(record);
         while self.pending.len() > MAX_PENDING {
             if let Some(dropped) = self.pending.pop_front() {
-                self.note_lost(&dropped);
-            }
-        }
-    }
-
-    fn note_lost(&mut self, record: &Record) {
-        let at = record.time();
-        match &mut self.lost {
-            Some(lost) => {
-                lost.to = lost.to.max(at);
-                lost.count += 1;
-            }
-            None => {
-                self.lost = Some(Lost {
-                    session: record.session().clone(),
-                    from: at,
-                    to: at,
-                    count: 1,
-                })
+                LostRecords::note(&mut self.lost, &dropped);
             }
         }
     }
@@ -160,15 +174,11 @@ impl Writer {
     fn flush(&mut self) {
         while !self.pending.is_empty() {
             if let Some(lost) = self.lost.take() {
-                self.pending.push_front(Record::Gap {
-                    session: lost.session,
-                    from: lost.from,
-                    to: lost.to,
-                    why: format!(
-                        "recording failed: {} record(s) could not be kept",
-                        lost.count
-                    ),
-                });
+                self.pending.push_front(
+                    lost.gap(|count| {
+                        format!("recording failed: {count} record(s) could not be kept")
+                    }),
+                );
             }
             let size = self.pending.len().min(BATCH_MAX);
             let batch: Vec<Record> = self.pending.range(..size).cloned().collect();
@@ -287,5 +297,39 @@ pub fn records_of(event: &Event, session: &SessionId) -> Vec<Record> {
             detail: link.detail.clone(),
             at: link.time,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vitals::LinkState;
+
+    fn link_at(second: i64) -> Record {
+        Record::Link {
+            session: SessionId::parse("KAP-1").unwrap(),
+            device: crate::vitals::DeviceId::new("ox1"),
+            state: LinkState::Connected,
+            detail: None,
+            at: DateTime::<Utc>::from_timestamp(second, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn lost_records_become_one_gap_over_their_whole_span() {
+        let mut lost = None;
+        for second in [20, 10, 30] {
+            LostRecords::note(&mut lost, &link_at(second));
+        }
+        let gap = lost.unwrap().gap(|count| format!("{count} lost"));
+        assert_eq!(
+            gap,
+            Record::Gap {
+                session: SessionId::parse("KAP-1").unwrap(),
+                from: DateTime::<Utc>::from_timestamp(10, 0).unwrap(),
+                to: DateTime::<Utc>::from_timestamp(30, 0).unwrap(),
+                why: "3 lost".to_string(),
+            }
+        );
     }
 }
