@@ -5,6 +5,7 @@
 
 pub mod ble;
 pub mod decode;
+pub mod report;
 pub mod ring;
 pub mod scenario;
 pub mod serial;
@@ -57,7 +58,7 @@ pub fn start_drivers(
                         on_connect: on_connect.clone(),
                         keep_alive: keep_alive.clone(),
                     },
-                    reopen_after_silence: serial::reopen_after_silence(
+                    reopen_after_silence: report::reconnect_after_silence(
                         device.silent_after,
                         device.interval,
                     ),

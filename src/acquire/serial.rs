@@ -13,15 +13,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialPortBuilderExt;
 
-use super::decode::{Decoded, Protocol, Sample, decoder};
+use super::decode::{Protocol, decoder};
+use super::report::{Backoff, Reporter};
 use super::ring::RingProducer;
 use crate::clock::Clock;
 use crate::config::{FlowControl, LineSettings, Parity};
-use crate::vitals::{DeviceId, DeviceMessage, LinkState, Mono, Reading};
+use crate::vitals::{DeviceId, LinkState};
 
 /// A serial port the OS lists, with its USB identity where it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,22 +87,10 @@ pub struct SerialDevice {
     pub reopen_after_silence: Duration,
 }
 
-/// Reconnection backoff: 0.5 s doubling to 10 s, back to the start after a good connection.
+/// Reconnection backoff: 0.5 s doubling to 10 s.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// A connection that lasted this long was good: the next failure starts the backoff afresh.
-const GOOD_CONNECTION: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 4096;
-
-/// How long a connected port may stay quiet before it is reopened: twice the silence that
-/// raises the technical alarm for a continuous device, three intervals for an intermittent one
-/// (a cuff), and never under 5 s.
-pub fn reopen_after_silence(silent_after: Option<Duration>, interval: Duration) -> Duration {
-    silent_after
-        .map(|silent| silent * 2)
-        .unwrap_or(interval * 3)
-        .max(Duration::from_secs(5))
-}
 
 impl SerialDevice {
     fn open(&self) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
@@ -139,23 +127,17 @@ impl SerialDevice {
     /// decodes what arrives into the ring, and reopens with backoff when the port disappears,
     /// fails or goes silent. Every link change goes through the ring as a message, so the
     /// engine raises the technical alarms.
-    pub async fn run(self, mut ring: RingProducer, clock: Clock) {
-        let mut backoff = BACKOFF_FIRST;
+    pub async fn run(self, ring: RingProducer, clock: Clock) {
+        let mut report = Reporter::new(self.id.clone(), ring, clock);
+        let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_MAX);
         let mut reported_lost = false;
         loop {
             let reason = match self.open() {
                 Ok(stream) => {
                     let started = tokio::time::Instant::now();
-                    self.link(
-                        &mut ring,
-                        &clock,
-                        LinkState::Connected,
-                        format!("{} open", self.port),
-                    );
-                    let reason = self.serve(stream, &mut ring, &clock).await;
-                    if started.elapsed() >= GOOD_CONNECTION {
-                        backoff = BACKOFF_FIRST;
-                    }
+                    report.link(LinkState::Connected, format!("{} open", self.port));
+                    let reason = self.serve(stream, &mut report).await;
+                    backoff.connection_ended(started.elapsed());
                     reported_lost = false;
                     reason
                 }
@@ -163,11 +145,10 @@ impl SerialDevice {
             };
             if !reported_lost {
                 tracing::warn!(device = %self.id, port = %self.port, "{reason}");
-                self.link(&mut ring, &clock, LinkState::Lost, reason);
+                report.link(LinkState::Lost, reason);
                 reported_lost = true;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tokio::time::sleep(backoff.next_wait()).await;
         }
     }
 
@@ -175,8 +156,7 @@ impl SerialDevice {
     async fn serve(
         &self,
         mut stream: tokio_serial::SerialStream,
-        ring: &mut RingProducer,
-        clock: &Clock,
+        report: &mut Reporter,
     ) -> String {
         let mut decoder = match decoder(&self.protocol) {
             Ok(decoder) => decoder,
@@ -205,7 +185,7 @@ impl SerialDevice {
                     };
                     decoder.feed(&buffer[..count], &mut decoded);
                     for item in decoded.drain(..) {
-                        self.deliver(item, ring, clock);
+                        report.decoded(item);
                     }
                 }
                 _ = keep_alive.tick(), if keep_alive_every.is_some() => {
@@ -219,60 +199,6 @@ impl SerialDevice {
         }
     }
 
-    fn deliver(&self, item: Decoded, ring: &mut RingProducer, clock: &Clock) {
-        let received = clock.now();
-        let message = match item {
-            Decoded::Sample(sample) => DeviceMessage::Readings(readings_of(
-                &self.id,
-                sample,
-                received,
-                clock.utc_at(received),
-            )),
-            Decoded::Error(error) => DeviceMessage::DecodeError {
-                device: self.id.clone(),
-                kind: error.kind.as_str(),
-                skipped: error.skipped,
-                detail: error.detail,
-                at: received,
-            },
-        };
-        if !ring.push(message) {
-            tracing::debug!(device = %self.id, "ring full, message dropped");
-        }
-    }
-
-    fn link(&self, ring: &mut RingProducer, clock: &Clock, state: LinkState, detail: String) {
-        let at = clock.now();
-        ring.push(DeviceMessage::Link {
-            device: self.id.clone(),
-            state,
-            detail: Some(detail),
-            at,
-            at_utc: clock.utc_at(at),
-        });
-    }
-}
-
-/// A decoded sample as the readings of one measurement.
-pub fn readings_of(
-    device: &DeviceId,
-    sample: Sample,
-    received: Mono,
-    received_utc: DateTime<Utc>,
-) -> Vec<Reading> {
-    sample
-        .values
-        .into_iter()
-        .map(|(vital, value)| Reading {
-            device: device.clone(),
-            vital,
-            value,
-            quality: sample.quality,
-            device_time: sample.device_time,
-            received,
-            received_utc,
-        })
-        .collect()
 }
 
 #[cfg(test)]
