@@ -270,6 +270,9 @@ pub enum LinkState {
     Connected,
     /// The port or link went away; the transport is trying to get it back.
     Lost,
+    /// Not connected, as expected between measurements: a Bluetooth cuff connects only to send
+    /// one. Its silence is judged by the BP schedule (BP overdue), not as a lost link.
+    Idle,
 }
 
 impl LinkState {
@@ -278,6 +281,7 @@ impl LinkState {
             LinkState::Connecting => "connecting",
             LinkState::Connected => "connected",
             LinkState::Lost => "lost",
+            LinkState::Idle => "idle",
         }
     }
 }

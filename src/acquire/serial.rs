@@ -153,11 +153,7 @@ impl SerialDevice {
     }
 
     /// One connection: returns why it ended.
-    async fn serve(
-        &self,
-        mut stream: tokio_serial::SerialStream,
-        report: &mut Reporter,
-    ) -> String {
+    async fn serve(&self, mut stream: tokio_serial::SerialStream, report: &mut Reporter) -> String {
         let mut decoder = match decoder(&self.protocol) {
             Ok(decoder) => decoder,
             Err(error) => return format!("bad protocol settings: {error}"),
@@ -198,7 +194,6 @@ impl SerialDevice {
             }
         }
     }
-
 }
 
 #[cfg(test)]

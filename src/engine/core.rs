@@ -522,7 +522,7 @@ impl Engine {
             LinkState::Lost => {
                 lost.since.get_or_insert(now);
             }
-            LinkState::Connected | LinkState::Connecting => {
+            LinkState::Connected | LinkState::Connecting | LinkState::Idle => {
                 lost.since = None;
                 self.end_technical(slot, TechnicalCondition::DeviceDisconnected, now, &mut out);
             }

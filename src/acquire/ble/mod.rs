@@ -9,6 +9,7 @@
 //! BLE devices, never a crash.
 
 pub mod btleplug;
+pub mod driver;
 
 use std::future::Future;
 use std::time::Duration;

@@ -477,7 +477,7 @@
     if (links.dataset.key !== linkKey) {
       links.dataset.key = linkKey;
       links.replaceChildren(...[...S.devices.values()].map((d) => {
-        const span = el('span', `link link-${d.link}`, `${d.id} ${d.link === 'connected' ? 'connected' : d.link === 'lost' ? 'LINK LOST' : 'connecting'}`);
+        const span = el('span', `link link-${d.link}`, `${d.id} ${d.link === 'connected' ? 'connected' : d.link === 'lost' ? 'LINK LOST' : d.link === 'idle' ? 'idle between measurements' : 'connecting'}`);
         span.dataset.device = d.id;
         span.title = d.link_detail || d.profile;
         return span;
