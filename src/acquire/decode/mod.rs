@@ -1,9 +1,12 @@
-//! Serial-protocol decoders: bytes from a device in, samples and decode errors out.
+//! Device-protocol decoders: bytes from a device in, samples and decode errors out.
 //!
 //! For turning what a monitor writes on its serial line (Nonin, Contec, Masimo, or any
-//! text-printing device described by a regular expression) into [`Sample`]s. Not for I/O,
-//! clocks, port settings or retries: a decoder is a pure state machine, fed whatever byte
-//! slices the transport happened to read, and it decodes the same however the stream is split.
+//! text-printing device described by a regular expression) into [`Sample`]s; and, in
+//! [`gatt`], the standard Bluetooth GATT characteristics (blood pressure, pulse oximetry, heart
+//! rate), which come one whole value at a time and so are decoded per value, not as a stream.
+//! Not for I/O, clocks, port settings or retries: a decoder is a pure state machine, fed
+//! whatever byte slices the transport happened to read, and it decodes the same however the
+//! stream is split.
 //!
 //! Every decoder
 //! - holds at most [`Decoder::buffer_cap`] bytes (a fixed cap: a flood of garbage never grows
@@ -20,6 +23,7 @@
 
 pub mod contec;
 mod framing;
+pub mod gatt;
 pub mod line;
 pub mod masimo;
 pub mod nonin;
