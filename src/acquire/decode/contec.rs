@@ -60,7 +60,8 @@ pub const fn v7_command(code: u8) -> [u8; 9] {
 /// Whether a byte is unavailable: SpO2 0x7F.
 const SPO2_INVALID: u8 = 0x7F;
 
-struct Legacy;
+/// Bit 7 set on the first of five bytes only. BerryMed's BCI protocol frames the same way.
+pub(super) struct Legacy;
 
 impl FrameFormat for Legacy {
     fn starts(first: u8) -> bool {

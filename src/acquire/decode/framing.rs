@@ -107,30 +107,43 @@ impl Discards {
 /// when any value lies outside its vital's plausible range.
 pub(crate) fn emit(sample: Sample, bytes: usize, discards: &mut Discards, out: &mut Vec<Decoded>) {
     discards.flush(out);
-    for &(vital, value) in &sample.values {
-        let Some(value) = value else { continue };
-        let (low, high) = vital.plausible_range();
-        if !(value.is_finite() && (low..=high).contains(&value)) {
-            out.push(Decoded::Error(DecodeError {
-                kind: DecodeErrorKind::Implausible,
-                skipped: bytes,
-                detail: format!(
-                    "{vital} {value} is outside its plausible range {low}–{high} {}",
-                    vital.unit()
-                ),
-            }));
-            return;
-        }
+    match implausible(&sample) {
+        Some(detail) => out.push(Decoded::Error(DecodeError {
+            kind: DecodeErrorKind::Implausible,
+            skipped: bytes,
+            detail,
+        })),
+        None => out.push(Decoded::Sample(sample)),
     }
-    out.push(Decoded::Sample(sample));
+}
+
+/// Why `sample` cannot be a reading: its first value that is not finite or lies outside its
+/// vital's plausible range. `None` when every value present is plausible.
+pub(crate) fn implausible(sample: &Sample) -> Option<String> {
+    sample.values.iter().find_map(|&(vital, value)| {
+        let value = value?;
+        let (low, high) = vital.plausible_range();
+        (!(value.is_finite() && (low..=high).contains(&value))).then(|| {
+            format!(
+                "{vital} {value} is outside its plausible range {low}–{high} {}",
+                vital.unit()
+            )
+        })
+    })
 }
 
 /// What a binary protocol's frames look like. Every frame begins with a byte for which
-/// [`FrameFormat::starts`] holds, and its length follows from that byte.
+/// [`FrameFormat::starts`] holds, and its length follows from that byte (or from its header).
 pub(crate) trait FrameFormat {
     fn starts(first: u8) -> bool;
     /// The length of a frame that begins with `first`; at least 1 and at most the framer's `N`.
     fn frame_len(first: u8) -> usize;
+    /// The length of the frame whose first bytes are `head` (never empty). Formats whose
+    /// header carries the length override this: until the header is complete it must exceed
+    /// `head.len()`. By default, [`FrameFormat::frame_len`] of the first byte.
+    fn frame_len_after(head: &[u8]) -> usize {
+        head.first().map_or(1, |&first| Self::frame_len(first))
+    }
     /// Whether `byte` may follow `head` (1 ≤ `head.len()` < the frame's length).
     fn fits(head: &[u8], byte: u8) -> Result<(), Reject>;
     /// The final check of a complete frame (a checksum, say).
@@ -196,7 +209,7 @@ impl<const N: usize> Framer<N> {
             }
         }
         let frame_len = self.len;
-        if frame_len >= F::frame_len(self.buf[0]).clamp(1, N) {
+        if frame_len >= F::frame_len_after(&self.buf[..frame_len]).clamp(1, N) {
             if let Err(reject) = F::check(&self.buf[..frame_len]) {
                 return Some(reject);
             }

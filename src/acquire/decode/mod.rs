@@ -1,9 +1,12 @@
-//! Serial-protocol decoders: bytes from a device in, samples and decode errors out.
+//! Device-protocol decoders: bytes from a device in, samples and decode errors out.
 //!
 //! For turning what a monitor writes on its serial line (Nonin, Contec, Masimo, or any
-//! text-printing device described by a regular expression) into [`Sample`]s. Not for I/O,
-//! clocks, port settings or retries: a decoder is a pure state machine, fed whatever byte
-//! slices the transport happened to read, and it decodes the same however the stream is split.
+//! text-printing device described by a regular expression) or notifies over Bluetooth LE
+//! (BerryMed, Jumper and O2Ring oximeters) into [`Sample`]s; and, in [`gatt`], the standard
+//! Bluetooth GATT characteristics (blood pressure, pulse oximetry, heart rate), which come one
+//! whole value at a time and so are decoded per value, not as a stream. Not for I/O, clocks,
+//! port settings or retries: a decoder is a pure state machine, fed whatever byte slices the
+//! transport happened to read, and it decodes the same however the stream is split.
 //!
 //! Every decoder
 //! - holds at most [`Decoder::buffer_cap`] bytes (a fixed cap: a flood of garbage never grows
@@ -18,11 +21,15 @@
 //!   as `None`, never as a number, and a value outside [`Vital::plausible_range`] as an
 //!   [`DecodeErrorKind::Implausible`] error for the whole frame or line, never as a reading.
 
+pub mod berrymed;
 pub mod contec;
 mod framing;
+pub mod gatt;
+pub mod jumper;
 pub mod line;
 pub mod masimo;
 pub mod nonin;
+pub mod o2ring;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -275,16 +282,43 @@ mod properties {
     /// An absolute ceiling on any decoder's buffer, whatever it says its cap is.
     const HARD_CAP: usize = line::MAX_LINE_LIMIT;
 
+    /// Where a case's decoder comes from: a serial protocol as a device profile names it, or
+    /// a BLE vendor decoder (those are chosen by the BLE driver, not by a `Protocol`).
+    enum Source {
+        Serial(Protocol),
+        Ble(&'static str, fn() -> Box<dyn Decoder>),
+    }
+
+    impl std::fmt::Debug for Source {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Source::Serial(protocol) => write!(f, "{protocol:?}"),
+                Source::Ble(name, _) => f.write_str(name),
+            }
+        }
+    }
+
+    impl Source {
+        fn decoder(&self) -> Result<Box<dyn Decoder>, line::LineSpecError> {
+            match self {
+                Source::Serial(protocol) => decoder(protocol),
+                Source::Ble(_, make) => Ok(make()),
+            }
+        }
+    }
+
     struct Case {
-        protocol: Protocol,
+        source: Source,
         /// A valid frame, packet or line.
         frame: Vec<u8>,
         expected: Sample,
-        /// Checksum-framed formats (Nonin DF2, DF7) have no byte that only a frame start can
-        /// hold, so garbage ending in a frame's first bytes can, once in a few hundred, pass
-        /// the checksum together with the start of the next real frame and swallow that
-        /// packet. For them the property is that the packet sent twice decodes at least once.
-        twice: bool,
+        /// How many times the frame is fed after the garbage; the last must decode. 1 for
+        /// formats with a byte only a frame start can hold. Checksum-framed formats (Nonin DF2,
+        /// DF7) have none, so garbage ending in a frame's first bytes can, once in a few
+        /// hundred, pass the checksum together with the start of the next real frame and
+        /// swallow that packet: for them the property is that the packet sent twice decodes at
+        /// least once. (Jumper and O2Ring say why they need their numbers.)
+        copies: usize,
     }
 
     fn spo2_hr(spo2: f64, hr: f64, quality: Quality) -> Sample {
@@ -306,12 +340,15 @@ mod properties {
             nonin::Format::Df8 => spo2_hr(90.0, 72.0, Quality::LOW_PERFUSION | Quality::ARTEFACT),
             _ => spo2_hr(97.0, 72.0, Quality::GOOD),
         };
-        let twice = matches!(format, nonin::Format::Df2 | nonin::Format::Df7);
+        let copies = match format {
+            nonin::Format::Df2 | nonin::Format::Df7 => 2,
+            nonin::Format::Df8 | nonin::Format::Ascii => 1,
+        };
         Case {
-            protocol: Protocol::Nonin { format },
+            source: Source::Serial(Protocol::Nonin { format }),
             frame,
             expected,
-            twice,
+            copies,
         }
     }
 
@@ -321,10 +358,10 @@ mod properties {
             contec::Format::V7 => contec::tests::live_packet(0, 140, 97).to_vec(),
         };
         Case {
-            protocol: Protocol::Contec { format },
+            source: Source::Serial(Protocol::Contec { format }),
             frame,
             expected: spo2_hr(97.0, 140.0, Quality::GOOD),
-            twice: false,
+            copies: 1,
         }
     }
 
@@ -341,20 +378,20 @@ mod properties {
             .ok()
             .map(|t| t.to_utc());
         Case {
-            protocol: Protocol::Masimo,
+            source: Source::Serial(Protocol::Masimo),
             frame: b"\r\n09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"
                 .to_vec(),
             expected,
-            twice: false,
+            copies: 1,
         }
     }
 
     fn generic_line() -> Case {
         Case {
-            protocol: Protocol::Line(line::LineSpec {
+            source: Source::Serial(Protocol::Line(line::LineSpec {
                 pattern: line::tests::BP.into(),
                 ..line::LineSpec::default()
-            }),
+            })),
             frame: b"\r\nSYS=120 DIA=80\r\n".to_vec(),
             expected: sample(
                 &[
@@ -363,7 +400,48 @@ mod properties {
                 ],
                 Quality::GOOD,
             ),
-            twice: false,
+            copies: 1,
+        }
+    }
+
+    fn berrymed() -> Case {
+        Case {
+            source: Source::Ble("berrymed", berrymed::decoder),
+            frame: berrymed::tests::VECTOR_1.to_vec(),
+            expected: spo2_hr(98.0, 143.0, Quality::GOOD),
+            copies: 1,
+        }
+    }
+
+    /// No checksum and no sync bit: garbage ending in 0x81 and a byte or two takes the real
+    /// frame's first bytes for its own, so only the second copy is sure to decode.
+    fn jumper() -> Case {
+        Case {
+            source: Source::Ble("jumper", jumper::decoder),
+            frame: jumper::tests::VECTOR.to_vec(),
+            expected: sample(
+                &[
+                    (Vital::Spo2, Some(99.0)),
+                    (Vital::PulseRate, Some(56.0)),
+                    (Vital::PerfusionIndex, Some(6.8)),
+                ],
+                Quality::GOOD,
+            ),
+            copies: 2,
+        }
+    }
+
+    /// A header begun in the garbage takes its length from whatever follows, so it can hold
+    /// the real replies until up to [`o2ring::MAX_REPLY`] bytes have come, fail its CRC, and
+    /// only then let them be found; and like Nonin DF2 it can, once in 256, pass the CRC with
+    /// a real reply's first bytes in it. So the reply is sent until more than that has come.
+    fn o2ring() -> Case {
+        let frame = o2ring::tests::reply(0, &o2ring::tests::comment_payload());
+        Case {
+            source: Source::Ble("o2ring", o2ring::decoder),
+            copies: o2ring::MAX_REPLY / frame.len() + 2,
+            frame,
+            expected: spo2_hr(98.0, 66.0, Quality::GOOD),
         }
     }
 
@@ -389,7 +467,7 @@ mod properties {
     }
 
     fn check(case: &Case, garbage: &[u8], chunks: &[usize]) -> Result<(), TestCaseError> {
-        let Ok(mut decoder) = decoder(&case.protocol) else {
+        let Ok(mut decoder) = case.source.decoder() else {
             return Err(TestCaseError::fail("decoder construction failed"));
         };
         prop_assert!(decoder.buffer_cap() <= HARD_CAP);
@@ -406,8 +484,7 @@ mod properties {
             rest = tail;
             prop_assert!(decoder.buffered() <= decoder.buffer_cap());
         }
-        let copies = if case.twice { 2 } else { 1 };
-        for _ in 0..copies {
+        for _ in 0..case.copies {
             decoder.feed(&case.frame, &mut out);
             fed += case.frame.len();
             prop_assert!(decoder.buffered() <= decoder.buffer_cap());
@@ -458,12 +535,16 @@ mod properties {
     property!(contec_v7_survives_garbage, contec(contec::Format::V7));
     property!(masimo_survives_garbage, masimo());
     property!(line_survives_garbage, generic_line());
+    property!(berrymed_survives_garbage, berrymed());
+    property!(jumper_survives_garbage, jumper());
+    property!(o2ring_survives_garbage, o2ring());
 
     #[test]
     fn floods_of_garbage_stay_bounded() {
         // Half a megabyte of each decoder's worst case: bytes that start frames but never end
-        // them, and a line that never ends.
-        let floods: [(Case, u8); 8] = [
+        // them, and a line that never ends. (A flood of Jumper's 0x81 is a stream of valid
+        // frames, so its worst garbage is any other byte.)
+        let floods: [(Case, u8); 11] = [
             (nonin(nonin::Format::Df2), 0x01),
             (nonin(nonin::Format::Df7), 0x81),
             (nonin(nonin::Format::Df8), 0x80),
@@ -472,9 +553,12 @@ mod properties {
             (contec(contec::Format::V7), 0x01),
             (masimo(), b'x'),
             (generic_line(), b'x'),
+            (berrymed(), 0x80),
+            (jumper(), 0x80),
+            (o2ring(), 0x55),
         ];
         for (case, byte) in floods {
-            let mut decoder = decoder(&case.protocol).ok().unwrap();
+            let mut decoder = case.source.decoder().ok().unwrap();
             let flood = vec![byte; 4096];
             let mut out = Vec::new();
             for _ in 0..128 {
@@ -485,12 +569,12 @@ mod properties {
                 assert!(
                     out.len() <= flood.len() / 64,
                     "{:?}: {}",
-                    case.protocol,
+                    case.source,
                     out.len()
                 );
             }
             out.clear();
-            for _ in 0..if case.twice { 2 } else { 1 } {
+            for _ in 0..case.copies {
                 decoder.feed(&case.frame, &mut out);
             }
             assert_eq!(out.last(), Some(&Decoded::Sample(case.expected.clone())));
