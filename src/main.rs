@@ -63,20 +63,38 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
     },
-    /// Decode a raw capture (for example `cat /dev/ttyUSB0 > capture.bin`) with a device
-    /// profile's decoder: one JSON line per reading, then a summary line.
+    /// Decode a raw serial capture (for example `cat /dev/ttyUSB0 > capture.bin`) with a
+    /// device profile's decoder, or BLE payloads given with --hex: one JSON line per reading,
+    /// then a summary line.
     Decode {
         /// A device profile: a built-in name (see `devices`) or a profile file.
-        #[arg(long, value_name = "NAME_OR_FILE")]
-        profile: String,
-        /// The capture; `-` or nothing for standard input.
+        #[arg(
+            long,
+            value_name = "NAME_OR_FILE",
+            required_unless_present = "characteristic"
+        )]
+        profile: Option<String>,
+        /// BLE: the characteristic the payloads came from, as `2a5f` or a full UUID.
+        #[arg(long, value_name = "UUID")]
+        characteristic: Option<String>,
+        /// BLE: one notified payload in hex (`"00 64 00 5a 00"`); repeat for several, in order.
+        #[arg(long, value_name = "BYTES", conflicts_with = "file")]
+        hex: Vec<String>,
+        /// The serial capture; `-` or nothing for standard input.
         file: Option<PathBuf>,
     },
-    /// List the serial ports with their USB ids and the device profiles that match them.
+    /// List the serial ports with their USB ids, or (--ble) the Bluetooth LE devices nearby,
+    /// with the device profiles that match them.
     Devices {
         /// A config whose [profiles] dir to match against as well as the built-in profiles.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Scan for Bluetooth LE devices instead of listing serial ports.
+        #[arg(long)]
+        ble: bool,
+        /// How long to scan, with --ble.
+        #[arg(long, value_name = "N", default_value_t = 10, requires = "ble")]
+        seconds: u64,
     },
     /// List the recorded sessions: key, id, start, end, duration, alarms, phases.
     Sessions {
@@ -146,8 +164,23 @@ fn main() -> ExitCode {
             Some(session) => replay_session(&session, rules.as_deref(), database, config),
             None => replay(scenario.as_deref(), rules.as_deref()),
         },
-        Command::Decode { profile, file } => decode(&profile, file.as_deref()),
-        Command::Devices { config } => devices(config.as_deref()),
+        Command::Decode {
+            profile,
+            characteristic,
+            hex,
+            ..
+        } if characteristic.is_some() || !hex.is_empty() => {
+            decode_ble(profile.as_deref(), characteristic.as_deref(), &hex)
+        }
+        Command::Decode { profile, file, .. } => {
+            decode(profile.as_deref().unwrap_or_default(), file.as_deref())
+        }
+        Command::Devices {
+            config,
+            ble: true,
+            seconds,
+        } => devices_ble(config.as_deref(), seconds),
+        Command::Devices { config, .. } => devices(config.as_deref()),
         Command::Sessions { database, json } => sessions(&database, json),
         Command::Export {
             session,
@@ -251,8 +284,13 @@ fn decode(profile: &str, file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     let Some(serial) = profile.serial() else {
+        let why = if profile.ble().is_some() {
+            "it is a Bluetooth LE device: give its payloads with --hex"
+        } else {
+            "it is simulated"
+        };
         eprintln!(
-            "error: profile `{}` has no protocol to decode (it is simulated)",
+            "error: profile `{}` has no serial protocol to decode ({why})",
             profile.name
         );
         return ExitCode::from(2);
@@ -279,7 +317,98 @@ fn decode(profile: &str, file: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-fn devices(config: Option<&std::path::Path>) -> ExitCode {
+/// `vitalwatch decode --characteristic UUID --hex BYTES` / `--profile NAME --hex BYTES`.
+fn decode_ble(profile: Option<&str>, characteristic: Option<&str>, hex: &[String]) -> ExitCode {
+    use vitalwatch::acquire::decode::gatt::GattCharacteristic;
+    use vitalwatch::config::HexBytes;
+    use vitalwatch::tools::{PayloadSource, decode_payloads, parse_characteristic};
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    };
+    if hex.is_empty() {
+        return usage("give the payload with --hex BYTES".into());
+    }
+    let payloads = match hex
+        .iter()
+        .map(|h| HexBytes::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(payloads) => payloads,
+        Err(message) => return usage(message),
+    };
+    let characteristic = match characteristic.map(parse_characteristic).transpose() {
+        Ok(characteristic) => characteristic,
+        Err(message) => return usage(message),
+    };
+    let mut plan;
+    let source = match profile {
+        None => {
+            let Some(uuid) = characteristic else {
+                return usage("give --characteristic or --profile".into());
+            };
+            match GattCharacteristic::from_uuid(uuid) {
+                Some(gatt) => PayloadSource::Characteristic(gatt),
+                None => {
+                    return usage(format!(
+                        "{uuid} is not a characteristic of the Bluetooth SIG services vitalwatch reads; for a vendor device give its --profile"
+                    ));
+                }
+            }
+        }
+        Some(name) => {
+            let profile = match cli_profile(name) {
+                Ok(profile) => profile,
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(ble) = profile.ble() else {
+                return usage(format!(
+                    "profile `{}` is not a Bluetooth LE device (decode a serial capture without --hex)",
+                    profile.name
+                ));
+            };
+            plan = ble.protocol.plan();
+            let offered: Vec<String> = plan
+                .channels
+                .iter()
+                .map(|ch| ch.characteristic.to_string())
+                .collect();
+            let chosen = match characteristic {
+                Some(uuid) => plan
+                    .channels
+                    .iter()
+                    .position(|ch| ch.characteristic == uuid),
+                None if plan.channels.len() == 1 => Some(0),
+                None => None,
+            };
+            let Some(index) = chosen else {
+                return usage(format!(
+                    "say which characteristic with --characteristic: profile `{}` reads {}",
+                    profile.name,
+                    offered.join(", ")
+                ));
+            };
+            PayloadSource::Channel(&mut *plan.channels[index].decoder)
+        }
+    };
+    let stdout = std::io::stdout().lock();
+    let stderr = std::io::stderr().lock();
+    match decode_payloads(source, &payloads, stdout, stderr) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The built-in profiles, and those of `config`'s devices.
+fn known_profiles(
+    config: Option<&std::path::Path>,
+) -> Result<Vec<vitalwatch::config::Profile>, ExitCode> {
     use vitalwatch::config::Profile;
     let mut profiles: Vec<Profile> = Profile::all_built_in().filter_map(Result::ok).collect();
     if let Some(path) = config {
@@ -293,10 +422,73 @@ fn devices(config: Option<&std::path::Path>) -> ExitCode {
             }
             Err(errors) => {
                 eprintln!("{errors}");
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         }
     }
+    Ok(profiles)
+}
+
+/// `vitalwatch devices --ble`: scans and lists what it saw.
+fn devices_ble(config: Option<&std::path::Path>, seconds: u64) -> ExitCode {
+    use vitalwatch::acquire::ble::BleTransport;
+    use vitalwatch::acquire::ble::btleplug::BtleplugTransport;
+    let profiles = match known_profiles(config) {
+        Ok(profiles) => profiles,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scanned = runtime.block_on(async {
+        BtleplugTransport::new()
+            .await?
+            .scan(std::time::Duration::from_secs(seconds))
+            .await
+    });
+    let advertisements = match scanned {
+        Ok(advertisements) => advertisements,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if advertisements.is_empty() {
+        println!("no Bluetooth LE devices seen in {seconds} s");
+        return ExitCode::SUCCESS;
+    }
+    for found in vitalwatch::tools::match_advertisements(advertisements, &profiles) {
+        let ad = &found.advertisement;
+        let services: Vec<String> = ad.services.iter().map(|s| s.to_string()).collect();
+        println!(
+            "{}\t{}\trssi {}\tservices: {}\t{}",
+            ad.address,
+            ad.name.as_deref().unwrap_or("-"),
+            ad.rssi.map_or("-".to_string(), |r| format!("{r} dBm")),
+            if services.is_empty() {
+                "-".to_string()
+            } else {
+                services.join(", ")
+            },
+            if found.profiles.is_empty() {
+                "no matching profile".to_string()
+            } else {
+                format!("profiles: {}", found.profiles.join(", "))
+            }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn devices(config: Option<&std::path::Path>) -> ExitCode {
+    let profiles = match known_profiles(config) {
+        Ok(profiles) => profiles,
+        Err(code) => return code,
+    };
     match vitalwatch::tools::match_ports(&profiles) {
         Ok(ports) if ports.is_empty() => {
             println!("no serial ports found (pseudo-terminals are never listed)");

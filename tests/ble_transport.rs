@@ -550,10 +550,7 @@ fn a_device_without_the_profiles_service_is_refused_after_connecting() {
             let result = timeout(WAIT * 2, transport.connect(&wrong, WAIT))
                 .await
                 .expect("connect hung");
-            assert_eq!(
-                result.err(),
-                Some(BleError::NoCharacteristic(sig_uuid(0x1810)))
-            );
+            assert_eq!(result.err(), Some(BleError::NoService(sig_uuid(0x1810))));
             assert!(!mock.is_connected(OX), "left connected to the wrong device");
 
             let right = BleTarget {

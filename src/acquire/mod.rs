@@ -28,6 +28,9 @@ pub fn start_drivers(
 ) -> (Vec<RingConsumer>, Vec<JoinHandle<()>>) {
     let mut consumers = Vec::new();
     let mut tasks = Vec::new();
+    // One Bluetooth transport for all BLE devices, made when first needed (and made again
+    // while BlueZ or the adapter is missing).
+    let ble_transport = Arc::new(ble::Lazy::new(ble::btleplug::BtleplugTransport::new));
     for device in devices {
         let (producer, consumer) =
             ring::ring(device.id.clone(), device.ring_capacity, wake.clone());
@@ -64,6 +67,28 @@ pub fn start_drivers(
                     ),
                 };
                 tasks.push(tokio::spawn(serial.run(producer, clock.clone())));
+            }
+            Driver::Ble {
+                target,
+                protocol,
+                connects_per_measurement,
+            } => {
+                let protocol = *protocol;
+                let ble = ble::driver::BleDevice {
+                    id: device.id.clone(),
+                    target: target.clone(),
+                    plan: Box::new(move || protocol.plan()),
+                    reconnect_after_silence: report::reconnect_after_silence(
+                        device.silent_after,
+                        device.interval,
+                    ),
+                    connects_per_measurement: *connects_per_measurement,
+                };
+                tasks.push(tokio::spawn(ble.run(
+                    ble_transport.clone(),
+                    producer,
+                    clock.clone(),
+                )));
             }
         }
     }

@@ -18,12 +18,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use profile::{
-    FlowControl, LineOverride, LineSettings, Parity, Profile, SerialProfile, SimulatorProfile,
-    Transport, UsbId,
+    BleProfile, FlowControl, HexBytes, LineOverride, LineSettings, Parity, Profile, SerialProfile,
+    SimulatorProfile, Transport, UsbId,
 };
 pub use rules::{DEFAULT_RULES, parse_rule_set};
 pub use source::{ConfigError, ConfigErrors, Source};
 
+use crate::acquire::ble::BleTarget;
+use crate::acquire::ble::protocol::BleProtocol;
 use crate::acquire::decode::Protocol;
 use crate::acquire::scenario::Scenario;
 use crate::engine::RuleSet;
@@ -216,6 +218,11 @@ struct DeviceFile {
     port: Option<String>,
     /// Serial devices: line settings that differ from the profile's.
     serial: Option<LineOverride>,
+    /// BLE devices: the device's address (`AA:BB:CC:DD:EE:FF`), on its label or from
+    /// `vitalwatch devices --ble`.
+    address: Option<String>,
+    /// BLE devices: the name it must also advertise (a second check, optional).
+    advertised_name: Option<String>,
 }
 
 /// How the daemon drives one device.
@@ -231,6 +238,11 @@ pub enum Driver {
         protocol: Protocol,
         on_connect: Vec<Vec<u8>>,
         keep_alive: Option<(Duration, Vec<u8>)>,
+    },
+    Ble {
+        target: BleTarget,
+        protocol: BleProtocol,
+        connects_per_measurement: bool,
     },
 }
 
@@ -445,6 +457,7 @@ fn resolve_device(
                     ),
                 ));
             }
+            refuse_ble_keys(file, &profile, &error)?;
             Driver::Simulator {
                 profile: simulator.clone(),
                 scenario: Arc::new(scenario),
@@ -469,6 +482,7 @@ fn resolve_device(
                     ),
                 ));
             };
+            refuse_ble_keys(file, &profile, &error)?;
             let line = match &file.serial {
                 None => serial.line,
                 Some(changes) => serial
@@ -484,6 +498,48 @@ fn resolve_device(
                 keep_alive: serial.keep_alive.clone(),
             }
         }
+        Transport::Ble(ble) => {
+            for (key, present) in [
+                ("scenario", file.scenario.is_some()),
+                ("port", file.port.is_some()),
+                ("serial", file.serial.is_some()),
+            ] {
+                if present {
+                    return Err(error(
+                        key,
+                        format!(
+                            "profile `{}` is a Bluetooth LE device: it has no `{key}`",
+                            profile.name
+                        ),
+                    ));
+                }
+            }
+            // By address only: a name alone could pick up the same model at the next chair.
+            let Some(address) = &file.address else {
+                return Err(error(
+                    "profile",
+                    format!(
+                        "profile `{}` is a Bluetooth LE device and needs its `address` (for example \"AA:BB:CC:DD:EE:FF\"; `vitalwatch devices --ble` lists them)",
+                        profile.name
+                    ),
+                ));
+            };
+            let address = ble_address(address).ok_or_else(|| {
+                error(
+                    "address",
+                    format!("`{address}` is not a Bluetooth address (six hex pairs, like \"AA:BB:CC:DD:EE:FF\")"),
+                )
+            })?;
+            Driver::Ble {
+                target: BleTarget {
+                    address: Some(address),
+                    name: file.advertised_name.clone(),
+                    service: Some(ble.protocol.service()),
+                },
+                protocol: ble.protocol,
+                connects_per_measurement: ble.connects_per_measurement,
+            }
+        }
     };
     Ok(DeviceConfig {
         id: DeviceId::new(&file.id),
@@ -493,6 +549,39 @@ fn resolve_device(
         silent_after,
         ring_capacity,
     })
+}
+
+/// `AA:BB:CC:DD:EE:FF` in upper case, if `text` is a Bluetooth address.
+fn ble_address(text: &str) -> Option<String> {
+    let pairs: Vec<&str> = text.trim().split(':').collect();
+    let valid = pairs.len() == 6
+        && pairs
+            .iter()
+            .all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_hexdigit()));
+    valid.then(|| pairs.join(":").to_ascii_uppercase())
+}
+
+/// A simulated or serial device's entry may not carry the BLE keys.
+fn refuse_ble_keys(
+    file: &DeviceFile,
+    profile: &Profile,
+    error: &dyn Fn(&str, String) -> ConfigErrors,
+) -> Result<(), ConfigErrors> {
+    for (key, present) in [
+        ("address", file.address.is_some()),
+        ("advertised_name", file.advertised_name.is_some()),
+    ] {
+        if present {
+            return Err(error(
+                key,
+                format!(
+                    "`{key}` is for Bluetooth LE devices; profile `{}` is not one",
+                    profile.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `sessions.sqlite` in systemd's state directory, else beside the config.
@@ -697,5 +786,85 @@ mod tests {
             !format!("{:?}", config.tokens[0]).contains("long-enough"),
             "Debug must not print the secret"
         );
+    }
+
+    #[test]
+    fn a_ble_device_is_configured_by_its_address() {
+        let config = parse(
+            "[[device]]\nid = \"ox-ble\"\nprofile = \"ble-pulse-oximeter\"\naddress = \"aa:bb:cc:dd:ee:01\"\nadvertised_name = \"PulseOx\"\n",
+        )
+        .unwrap();
+        let Driver::Ble {
+            target,
+            protocol,
+            connects_per_measurement,
+        } = &config.devices[0].driver
+        else {
+            panic!("not a BLE driver: {:?}", config.devices[0].driver);
+        };
+        assert_eq!(target.address.as_deref(), Some("AA:BB:CC:DD:EE:01"));
+        assert_eq!(target.name.as_deref(), Some("PulseOx"));
+        assert_eq!(target.service, Some(crate::acquire::ble::sig_uuid(0x1822)));
+        assert_eq!(*protocol, BleProtocol::PulseOximeter);
+        assert!(!connects_per_measurement);
+        let cuff = parse(
+            "[[device]]\nid = \"cuff\"\nprofile = \"ble-blood-pressure\"\naddress = \"AA:BB:CC:DD:EE:02\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            cuff.devices[0].driver,
+            Driver::Ble {
+                connects_per_measurement: true,
+                ..
+            }
+        ));
+        assert_eq!(cuff.devices[0].silent_after, None);
+    }
+
+    #[test]
+    fn ble_keys_are_checked_and_named_where_they_are_wrong() {
+        let cases = [
+            // No address: a name alone could take the next chair's oximeter.
+            (
+                "[[device]]\nid = \"o\"\nprofile = \"berrymed-bm1000\"\nadvertised_name = \"BerryMed\"\n",
+                3,
+                "profile",
+                "needs its `address`",
+            ),
+            (
+                "[[device]]\nid = \"o\"\nprofile = \"berrymed-bm1000\"\naddress = \"AA:BB:CC:DD:EE\"\n",
+                4,
+                "address",
+                "not a Bluetooth address",
+            ),
+            (
+                "[[device]]\nid = \"o\"\nprofile = \"ble-heart-rate\"\naddress = \"AA:BB:CC:DD:EE:0G\"\n",
+                4,
+                "address",
+                "not a Bluetooth address",
+            ),
+            (
+                "[[device]]\nid = \"o\"\nprofile = \"wellue-o2ring\"\naddress = \"AA:BB:CC:DD:EE:01\"\nport = \"/dev/ttyUSB0\"\n",
+                5,
+                "port",
+                "has no `port`",
+            ),
+            (
+                "[[device]]\nid = \"o\"\nprofile = \"nonin-df8\"\nport = \"/dev/ttyUSB0\"\naddress = \"AA:BB:CC:DD:EE:01\"\n",
+                5,
+                "address",
+                "is for Bluetooth LE devices",
+            ),
+        ];
+        for (text, line, key, message) in cases {
+            let errors = parse(text).unwrap_err();
+            let error = &errors.0[0];
+            assert_eq!(
+                (error.line, error.key.as_deref()),
+                (Some(line), Some(key)),
+                "{text}: {errors}"
+            );
+            assert!(error.message.contains(message), "{errors}");
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::source::{ConfigErrors, Source};
+use crate::acquire::ble::protocol::BleProtocol;
 use crate::acquire::decode::{Protocol, decoder};
 use crate::acquire::scenario::Role;
 use crate::vitals::Vital;
@@ -48,6 +49,30 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "generic-line-bp",
         include_str!("../../device-profiles/generic-line-bp.toml"),
+    ),
+    (
+        "ble-pulse-oximeter",
+        include_str!("../../device-profiles/ble-pulse-oximeter.toml"),
+    ),
+    (
+        "ble-blood-pressure",
+        include_str!("../../device-profiles/ble-blood-pressure.toml"),
+    ),
+    (
+        "ble-heart-rate",
+        include_str!("../../device-profiles/ble-heart-rate.toml"),
+    ),
+    (
+        "berrymed-bm1000",
+        include_str!("../../device-profiles/berrymed-bm1000.toml"),
+    ),
+    (
+        "jumper-jpd500f",
+        include_str!("../../device-profiles/jumper-jpd500f.toml"),
+    ),
+    (
+        "wellue-o2ring",
+        include_str!("../../device-profiles/wellue-o2ring.toml"),
     ),
     (
         "simulated-oximeter",
@@ -138,19 +163,35 @@ impl LineSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HexBytes(pub Vec<u8>);
 
+impl HexBytes {
+    /// Bytes written as hex pairs, with or without spaces: `"02 70 03"`, `"027003"`.
+    pub fn parse(text: &str) -> Result<Vec<u8>, String> {
+        let digits: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if !digits.len().is_multiple_of(2) {
+            return Err(format!(
+                "`{text}` has an odd number of hex digits (write bytes as hex pairs, like \"02 70 03\")"
+            ));
+        }
+        digits
+            .chunks(2)
+            .map(|pair| {
+                let pair: String = pair.iter().collect();
+                u8::from_str_radix(&pair, 16).map_err(|_| {
+                    format!(
+                        "`{pair}` is not a hex byte (write bytes as hex pairs, like \"02 70 03\")"
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 impl<'de> Deserialize<'de> for HexBytes {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.split_whitespace()
-            .map(|pair| {
-                u8::from_str_radix(pair, 16).map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "`{pair}` is not a hex byte (write bytes as hex pairs separated by spaces, like \"02 70 03\")"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<u8>, _>>()
+        HexBytes::parse(&text)
             .map(HexBytes)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -208,6 +249,22 @@ struct ProfileFile {
     silent_after_s: Option<f64>,
     simulator: Option<SimulatorProfile>,
     serial: Option<SerialFile>,
+    ble: Option<BleProfile>,
+}
+
+/// How a Bluetooth LE device is reached and decoded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BleProfile {
+    pub protocol: BleProtocol,
+    /// Names the model advertises (for `vitalwatch devices --ble`); a device is still
+    /// configured by its address, so a neighbouring chair's device is never taken.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The device connects only to send a measurement (most BLE cuffs): between connections
+    /// it is idle, and its silence is judged by the BP schedule.
+    #[serde(default)]
+    pub connects_per_measurement: bool,
 }
 
 /// How a profile's devices are reached.
@@ -215,6 +272,7 @@ struct ProfileFile {
 pub enum Transport {
     Simulator(SimulatorProfile),
     Serial(SerialProfile),
+    Ble(BleProfile),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,9 +306,10 @@ impl Profile {
                 ));
             }
         }
-        let transport = match (file.simulator, file.serial) {
-            (Some(simulator), None) => Some(Transport::Simulator(simulator)),
-            (None, Some(serial)) => match serial_profile(serial) {
+        let transport = match (file.simulator, file.serial, file.ble) {
+            (Some(simulator), None, None) => Some(Transport::Simulator(simulator)),
+            (None, None, Some(ble)) => Some(Transport::Ble(ble)),
+            (None, Some(serial), None) => match serial_profile(serial) {
                 Ok(serial) => Some(Transport::Serial(serial)),
                 Err((key, message)) => {
                     errors.push(source.error_at_key(whole.clone(), key, message));
@@ -260,7 +319,7 @@ impl Profile {
             _ => {
                 errors.push(source.error_at(
                     whole.clone(),
-                    "a profile needs exactly one transport table: [simulator] or [serial]",
+                    "a profile needs exactly one transport table: [simulator], [serial] or [ble]",
                 ));
                 None
             }
@@ -282,7 +341,15 @@ impl Profile {
     pub fn serial(&self) -> Option<&SerialProfile> {
         match &self.transport {
             Transport::Serial(serial) => Some(serial),
-            Transport::Simulator(_) => None,
+            Transport::Simulator(_) | Transport::Ble(_) => None,
+        }
+    }
+
+    /// The Bluetooth LE settings, for a BLE device.
+    pub fn ble(&self) -> Option<&BleProfile> {
+        match &self.transport {
+            Transport::Ble(ble) => Some(ble),
+            Transport::Simulator(_) | Transport::Serial(_) => None,
         }
     }
 

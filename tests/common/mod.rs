@@ -31,6 +31,16 @@ impl Daemon {
     /// Like `start`, listening on `listen` (for example the port of a daemon that was
     /// killed, to restart it where its clients reconnect).
     pub fn start_listening(config_text: &str, listen: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(config_text, listen, extra, &[])
+    }
+
+    /// Like `start_listening`, with extra environment variables (a private D-Bus bus).
+    pub fn start_with_env(
+        config_text: &str,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("vitalwatch.toml");
         std::fs::write(&config, config_text).expect("write config");
@@ -45,6 +55,7 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vitalwatch"))
             .args(&args)
             .env("VITALWATCH_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -455,7 +455,7 @@ impl BtleplugTransport {
                 "the peripheral does not offer the profile's service"
             );
             hang_up(&peripheral).await;
-            return Err(BleError::NoCharacteristic(service));
+            return Err(BleError::NoService(service));
         }
         tracing::debug!(target = %what, ?rank, already, "connected");
         let characteristics: Vec<Characteristic> = services

@@ -10,6 +10,7 @@
 
 pub mod btleplug;
 pub mod driver;
+pub mod protocol;
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub enum BleError {
     /// The target was not seen within the scan time.
     #[error("{0} not found (is it switched on, in range, and not connected to a phone?)")]
     NotFound(String),
+    /// The peripheral lacks the service its profile reads (another kind of device).
+    #[error("the device does not offer service {0} (is the profile right for it?)")]
+    NoService(Uuid),
     /// The peripheral lacks a characteristic the profile needs.
     #[error("the device has no characteristic {0}")]
     NoCharacteristic(Uuid),
@@ -135,4 +139,67 @@ pub trait BleConnection: Send + Sync + 'static {
 /// A 16-bit SIG-assigned UUID as a full 128-bit one (`0000xxxx-0000-1000-8000-00805f9b34fb`).
 pub const fn sig_uuid(short: u16) -> Uuid {
     Uuid::from_u128(((short as u128) << 96) | 0x0000_0000_0000_1000_8000_0080_5f9b_34fb)
+}
+
+/// A transport made on first use, and made again while making it fails (BlueZ not running yet,
+/// no adapter plugged in) or after it reports Bluetooth gone: until then every attempt
+/// returns why, which the driver reports as the device's lost link.
+pub struct Lazy<T, F> {
+    make: F,
+    made: tokio::sync::Mutex<Option<std::sync::Arc<T>>>,
+}
+
+impl<T, F, Fut> Lazy<T, F>
+where
+    T: BleTransport,
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, BleError>> + Send,
+{
+    pub fn new(make: F) -> Self {
+        Lazy {
+            make,
+            made: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn get(&self) -> Result<std::sync::Arc<T>, BleError> {
+        let mut made = self.made.lock().await;
+        if let Some(transport) = &*made {
+            return Ok(transport.clone());
+        }
+        let transport = std::sync::Arc::new((self.make)().await?);
+        *made = Some(transport.clone());
+        Ok(transport)
+    }
+
+    /// Forgets the transport when Bluetooth itself went away, so the next use makes it again.
+    async fn check<R>(&self, result: Result<R, BleError>) -> Result<R, BleError> {
+        if let Err(BleError::NoBluez(_) | BleError::NoAdapter) = &result {
+            *self.made.lock().await = None;
+        }
+        result
+    }
+}
+
+impl<T, F, Fut> BleTransport for Lazy<T, F>
+where
+    T: BleTransport,
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, BleError>> + Send,
+{
+    type Connection = T::Connection;
+
+    async fn scan(&self, duration: Duration) -> Result<Vec<Advertisement>, BleError> {
+        let result = self.get().await?.scan(duration).await;
+        self.check(result).await
+    }
+
+    async fn connect(
+        &self,
+        target: &BleTarget,
+        timeout: Duration,
+    ) -> Result<Self::Connection, BleError> {
+        let result = self.get().await?.connect(target, timeout).await;
+        self.check(result).await
+    }
 }

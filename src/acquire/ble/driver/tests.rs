@@ -200,6 +200,25 @@ struct Harness {
 fn start(peripheral: FakePeripheral, poll: Option<Poll>, per_measurement: bool) -> Harness {
     let features_seen = Arc::new(Mutex::new(Vec::new()));
     let seen = features_seen.clone();
+    let plan = Box::new(move || Plan {
+        channels: vec![Channel {
+            characteristic: MEASUREMENT,
+            required: true,
+            decoder: Box::new(ByteIsSpo2(seen.clone())),
+        }],
+        features: Some(FEATURES),
+        poll: poll.clone(),
+    });
+    let mut harness = start_plan(peripheral, plan, per_measurement);
+    harness.features_seen = features_seen;
+    harness
+}
+
+fn start_plan(
+    peripheral: FakePeripheral,
+    plan: Box<dyn Fn() -> Plan + Send + Sync>,
+    per_measurement: bool,
+) -> Harness {
     let device = BleDevice {
         id: DeviceId::new("ox"),
         target: BleTarget {
@@ -207,15 +226,7 @@ fn start(peripheral: FakePeripheral, poll: Option<Poll>, per_measurement: bool) 
             name: None,
             service: Some(SERVICE),
         },
-        plan: Box::new(move || Plan {
-            channels: vec![Channel {
-                characteristic: MEASUREMENT,
-                required: true,
-                decoder: Box::new(ByteIsSpo2(seen.clone())),
-            }],
-            features: Some(FEATURES),
-            poll: poll.clone(),
-        }),
+        plan,
         reconnect_after_silence: Duration::from_secs(20),
         connects_per_measurement: per_measurement,
     };
@@ -232,7 +243,7 @@ fn start(peripheral: FakePeripheral, poll: Option<Poll>, per_measurement: bool) 
     Harness {
         peripheral,
         consumer,
-        features_seen,
+        features_seen: Arc::default(),
     }
 }
 
@@ -430,4 +441,166 @@ async fn a_cuff_that_connects_per_measurement_is_idle_between_links_but_lost_wit
         .refuse(Some(BleError::NoBluez("no system bus".into())));
     h.expect_link(LinkState::Lost, Duration::from_secs(60))
         .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transport_that_cannot_be_made_yet_is_made_when_bluetooth_comes_up() {
+    let peripheral = oximeter();
+    let attempts = Arc::new(Mutex::new(0));
+    let counted = attempts.clone();
+    let made = peripheral.clone();
+    let transport = crate::acquire::ble::Lazy::new(move || {
+        let counted = counted.clone();
+        let made = made.clone();
+        async move {
+            let mut attempts = counted.lock().unwrap_or_else(|p| p.into_inner());
+            *attempts += 1;
+            if *attempts < 3 {
+                Err(BleError::NoBluez("Failed to connect to socket".into()))
+            } else {
+                Ok(FakeTransport(made))
+            }
+        }
+    });
+    let device = BleDevice {
+        id: DeviceId::new("ox"),
+        target: BleTarget {
+            address: Some("AA:BB:CC:DD:EE:01".into()),
+            name: None,
+            service: None,
+        },
+        plan: Box::new(|| Plan {
+            channels: vec![Channel {
+                characteristic: MEASUREMENT,
+                required: true,
+                decoder: Box::new(ByteIsSpo2(Arc::default())),
+            }],
+            features: None,
+            poll: None,
+        }),
+        reconnect_after_silence: Duration::from_secs(20),
+        connects_per_measurement: false,
+    };
+    let (producer, consumer) = ring(
+        DeviceId::new("ox"),
+        64,
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    tokio::spawn(device.run(Arc::new(transport), producer, Clock::start(1.0)));
+    let mut h = Harness {
+        peripheral,
+        consumer,
+        features_seen: Arc::default(),
+    };
+    let detail = h.expect_link(LinkState::Lost, SOON).await;
+    assert!(
+        detail.starts_with("Bluetooth LE is unavailable"),
+        "{detail}"
+    );
+    h.expect_link(LinkState::Connected, Duration::from_secs(5))
+        .await;
+    assert_eq!(*attempts.lock().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cuffs_indication_arrives_as_one_bp_measurement_with_its_pulse() {
+    use crate::acquire::ble::protocol::BleProtocol;
+    let bpm = sig_uuid(0x2A35);
+    let icp = sig_uuid(0x2A36);
+    let peripheral = FakePeripheral::with(vec![
+        CharacteristicInfo {
+            indicate: true,
+            ..characteristic(bpm, false, false)
+        },
+        characteristic(icp, false, true),
+    ]);
+    let mut h = start_plan(
+        peripheral,
+        Box::new(|| BleProtocol::BloodPressure.plan()),
+        true,
+    );
+    h.expect_link(LinkState::Connected, SOON).await;
+    // Cuff pressure while inflating: no reading.
+    for _ in 0..1000 {
+        if h.peripheral.notify(icp, &[0x00, 0xD7, 0xF0, 0, 0, 0, 0]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 120/80/90 mmHg, pulse 72 (flags: pulse).
+    assert!(
+        h.peripheral
+            .notify(bpm, &[0x04, 0x78, 0x00, 0x50, 0x00, 0x5A, 0x00, 0x48, 0x00])
+    );
+    match h.next(SOON).await {
+        Some(DeviceMessage::Readings(readings)) => {
+            let values: Vec<_> = readings.iter().map(|r| (r.vital, r.value)).collect();
+            assert_eq!(
+                values,
+                [
+                    (Vital::Systolic, Some(120.0)),
+                    (Vital::Diastolic, Some(80.0)),
+                    (Vital::MeanArterial, Some(90.0)),
+                    (Vital::PulseRate, Some(72.0)),
+                ]
+            );
+            // One measurement: one receive time.
+            assert!(readings.iter().all(|r| r.received == readings[0].received));
+        }
+        other => panic!("expected one BP measurement, got {other:?}"),
+    }
+    assert!(h.next(SOON).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pulse_oximeter_is_read_through_its_features_and_flags_a_disconnected_sensor() {
+    use crate::acquire::ble::protocol::BleProtocol;
+    let continuous = sig_uuid(0x2A5F);
+    let features = sig_uuid(0x2A60);
+    let peripheral = FakePeripheral::with(vec![
+        characteristic(continuous, false, true),
+        characteristic(features, true, false),
+    ]);
+    // Measurement status and device-and-sensor status supported, every bit.
+    peripheral
+        .state()
+        .values
+        .insert(features, vec![0x03, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0x00]);
+    let mut h = start_plan(
+        peripheral,
+        Box::new(|| BleProtocol::PulseOximeter.plan()),
+        false,
+    );
+    h.expect_link(LinkState::Connected, SOON).await;
+    for _ in 0..1000 {
+        if h.peripheral
+            .notify(continuous, &[0x00, 0x61, 0x00, 0x48, 0x00])
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match h.next(SOON).await {
+        Some(DeviceMessage::Readings(readings)) => {
+            assert_eq!(readings[0].value, Some(97.0));
+            assert_eq!(readings[1].value, Some(72.0));
+        }
+        other => panic!("{other:?}"),
+    }
+    // protocols.md §3.4 vector 7: NaN values, sensor disconnected.
+    assert!(h.peripheral.notify(
+        continuous,
+        &[0x0C, 0xFF, 0x07, 0xFF, 0x07, 0x00, 0x20, 0x00, 0x80, 0x00]
+    ));
+    match h.next(SOON).await {
+        Some(DeviceMessage::Readings(readings)) => {
+            assert!(readings.iter().all(|r| r.value.is_none()));
+            assert!(
+                readings
+                    .iter()
+                    .all(|r| r.quality.contains(Quality::SENSOR_OFF))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
