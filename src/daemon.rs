@@ -46,7 +46,7 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         "starting"
     );
 
-    let metrics = Metrics::new().context("cannot set up metrics")?;
+    let metrics = Metrics::new(&config.chair).context("cannot set up metrics")?;
     let registry = metrics.registry();
     let wake = Arc::new(Notify::new());
     let (rings, drivers) = start_drivers(&config.devices, &clock, &wake);

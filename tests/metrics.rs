@@ -57,9 +57,13 @@ fn parse_exposition(text: &str) -> Samples {
     samples
 }
 
+/// Every series carries the config's chair: this test's config keeps the default.
+const CHAIR: (&str, &str) = ("chair", "chair-1");
+
 fn sample(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut labels: Vec<(String, String)> = labels
         .iter()
+        .chain([&CHAIR])
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     labels.sort();
@@ -155,8 +159,47 @@ async fn metrics_are_valid_exposition_and_match_the_status_api() {
                     "{id} {vital}"
                 );
             }
+            for (vital, reading) in device["readings"].as_object().unwrap() {
+                // Ages are set at each engine tick: behind by up to a tick and the time
+                // between the two requests (20 ms of real time is 12 s of this daemon's).
+                let slack = 1.5 + status["clock_speed"].as_f64().unwrap() * 0.02;
+                let age = sample(
+                    &samples,
+                    "vitalwatch_reading_age_seconds",
+                    &[("device", id), ("vital", vital)],
+                );
+                let shown = reading["age_s"].as_f64().unwrap();
+                assert!(
+                    (age - shown).abs() <= slack,
+                    "{id} {vital}: {age} vs {shown}"
+                );
+            }
+            assert_eq!(
+                sample(
+                    &samples,
+                    "vitalwatch_device_stale_after_seconds",
+                    &[("device", id)]
+                ),
+                device["stale_after_s"].as_f64().unwrap()
+            );
             let connected = sample(&samples, "vitalwatch_device_connected", &[("device", id)]);
             assert_eq!(connected == 1.0, device["link"] == "connected", "{id}");
+            for state in ["connecting", "connected", "lost", "idle"] {
+                let one_hot = sample(
+                    &samples,
+                    "vitalwatch_device_link_state",
+                    &[("device", id), ("state", state)],
+                );
+                assert_eq!(one_hot == 1.0, device["link"] == state, "{id} {state}");
+            }
+            assert_eq!(
+                sample(
+                    &samples,
+                    "vitalwatch_device_reconnects_total",
+                    &[("device", id)]
+                ),
+                0.0
+            );
             let dropped = sample(&samples, "vitalwatch_ring_dropped_total", &[("device", id)]);
             assert_eq!(dropped, device["ring_dropped"].as_f64().unwrap());
             assert!(sample(&samples, "vitalwatch_readings_total", &[("device", id)]) >= 1.0);
@@ -184,6 +227,52 @@ async fn metrics_are_valid_exposition_and_match_the_status_api() {
                 &[("priority", "high"), ("kind", "physiological")]
             ) >= 1.0
         );
+        // Each active alarm under its rule, device and acknowledgement.
+        let alarms = status["alarms"].as_array().unwrap();
+        let by_rule: Vec<_> = samples
+            .iter()
+            .filter(|((name, _), _)| name == "vitalwatch_alarm_active")
+            .collect();
+        assert_eq!(
+            by_rule.iter().map(|(_, v)| **v).sum::<f64>(),
+            alarms.len() as f64,
+            "{by_rule:?}"
+        );
+        for alarm in alarms {
+            let rule = alarm["rule"]
+                .as_str()
+                .or(alarm["condition"].as_str())
+                .unwrap();
+            let labels = [
+                ("priority", alarm["priority"].as_str().unwrap()),
+                ("kind", alarm["kind"].as_str().unwrap()),
+                ("rule", rule),
+                ("device", alarm["device"].as_str().unwrap()),
+                ("acknowledged", "false"),
+            ];
+            assert!(sample(&samples, "vitalwatch_alarm_active", &labels) >= 1.0);
+            // Raised once, at whatever priority it had then (it may have escalated since).
+            let raised: f64 = samples
+                .iter()
+                .filter(|((name, labels), _)| {
+                    name == "vitalwatch_alarm_transitions_total"
+                        && labels.contains(&("change".into(), "raised".into()))
+                        && labels.contains(&("rule".into(), rule.into()))
+                })
+                .map(|(_, v)| *v)
+                .sum();
+            assert!(raised >= 1.0, "{alarm}");
+        }
+        // The high alarm was signalled: its latency was measured.
+        assert!(
+            sample(
+                &samples,
+                "vitalwatch_alarm_signal_latency_seconds_count",
+                &[]
+            ) >= 1.0
+        );
+        assert_eq!(sample(&samples, "vitalwatch_recording_failing", &[]), 0.0);
+        assert!(sample(&samples, "vitalwatch_recorder_lag_seconds", &[]) < 5.0);
         assert_eq!(sample(&samples, "vitalwatch_session_active", &[]), 1.0);
         assert_eq!(
             sample(

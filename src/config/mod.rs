@@ -85,6 +85,8 @@ pub const DEFAULT_RING_CAPACITY: usize = 1024;
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
+    site: SiteFile,
+    #[serde(default)]
     server: ServerFile,
     #[serde(default)]
     api: ApiFile,
@@ -99,6 +101,28 @@ struct ConfigFile {
     #[serde(default)]
     device: Vec<toml::Spanned<DeviceFile>>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteFile {
+    #[serde(default = "default_chair")]
+    chair: toml::Spanned<String>,
+}
+
+impl Default for SiteFile {
+    fn default() -> Self {
+        SiteFile {
+            chair: default_chair(),
+        }
+    }
+}
+
+fn default_chair() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "chair-1".to_string())
+}
+
+/// Longest chair label.
+const CHAIR_MAX_LEN: usize = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +287,9 @@ pub struct DeviceConfig {
 pub struct Config {
     /// Where it came from, for messages.
     pub source: String,
+    /// Which chair (or bed) this daemon watches: the location on every metric and forwarded
+    /// alert. Never a patient's name.
+    pub chair: String,
     pub listen: SocketAddr,
     /// Nurse tokens; without any, mutating requests are accepted from whoever reaches the
     /// port (loopback only: the daemon refuses any other address without tokens).
@@ -317,6 +344,21 @@ impl Config {
 
         let tokens = tokens(source, &file.api, &mut errors);
 
+        let chair = file.site.chair.get_ref();
+        let chair_ok = !chair.is_empty()
+            && chair.len() <= CHAIR_MAX_LEN
+            && chair
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !chair_ok {
+            errors.push(source.error_at(
+                file.site.chair.span(),
+                format!(
+                    "chair `{chair}` must be 1 to {CHAIR_MAX_LEN} letters, digits, `-`, `_` or `.` (a location like \"chair-3\", never a patient's name)"
+                ),
+            ));
+        }
+
         let mut ids = HashSet::new();
         let mut devices = Vec::new();
         for spanned in &file.device {
@@ -345,6 +387,7 @@ impl Config {
         match rules {
             Some(rules) if errors.is_empty() => Ok(Config {
                 source: source.name.clone(),
+                chair: chair.clone(),
                 listen: file.server.listen,
                 tokens,
                 speed: file.simulator.speed,
@@ -866,5 +909,20 @@ mod tests {
             );
             assert!(error.message.contains(message), "{errors}");
         }
+    }
+
+    #[test]
+    fn the_chair_is_a_location_label_checked_at_its_line() {
+        assert_eq!(Config::built_in().unwrap().chair, "chair-1");
+        assert_eq!(
+            parse("[site]\nchair = \"room-2.bed-1\"\n").unwrap().chair,
+            "room-2.bed-1"
+        );
+        let errors = parse("[site]\nchair = \"Mrs Smith\"\n").unwrap_err();
+        assert_eq!(errors.0[0].line, Some(2), "{errors}");
+        assert!(
+            errors.0[0].message.contains("never a patient's name"),
+            "{errors}"
+        );
     }
 }

@@ -64,6 +64,16 @@ pub enum AlarmSource {
     Technical { condition: TechnicalCondition },
 }
 
+impl AlarmSource {
+    /// The rule's name, or the technical condition's: what the alarm is, as a label.
+    pub fn name(&self) -> &str {
+        match self {
+            AlarmSource::Rule { rule } => rule,
+            AlarmSource::Technical { condition } => condition.as_str(),
+        }
+    }
+}
+
 /// One alarm instance, as sinks and the status API see it (times on the monotonic clock are
 /// turned into UTC by the views in `events`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,6 +141,23 @@ pub enum Change {
     /// The advice it carries changed with the session's phase.
     AdviceChanged,
     Ended,
+}
+
+impl Change {
+    /// The change's name, as in the event stream and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Change::Raised => "raised",
+            Change::Escalated { .. } => "escalated",
+            Change::ConditionEnded => "condition_ended",
+            Change::ConditionReturned => "condition_returned",
+            Change::Acknowledged { .. } => "acknowledged",
+            Change::AudioPaused { .. } => "audio_paused",
+            Change::AudioResumed => "audio_resumed",
+            Change::AdviceChanged => "advice_changed",
+            Change::Ended => "ended",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

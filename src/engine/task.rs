@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::core::{ActionError, AlarmId, AlarmTransition, DeviceSpec, Engine};
+use super::core::{ActionError, AlarmId, AlarmTransition, Change, DeviceSpec, Engine};
 use super::rules::RuleSet;
 use super::trends::Trends;
 use crate::acquire::ring::RingConsumer;
@@ -258,6 +258,14 @@ impl DeviceInfo {
     }
 }
 
+/// A change a nurse must hear of: an alarm raised, escalated or back.
+fn is_signal(change: &Change) -> bool {
+    matches!(
+        change,
+        Change::Raised | Change::Escalated { .. } | Change::ConditionReturned
+    )
+}
+
 /// Capacity of the event broadcast: a subscriber this far behind loses the oldest events.
 const EVENT_BACKLOG: usize = 4096;
 
@@ -271,8 +279,8 @@ impl EngineTask {
         clock: Clock,
     ) -> (Self, EngineHandle) {
         let specs: Vec<DeviceSpec> = devices.iter().map(|d| d.spec.clone()).collect();
-        for spec in &specs {
-            metrics.add_device(&spec.id);
+        for device in &devices {
+            metrics.add_device(&device.spec.id, &device.vitals, device.stale_after());
         }
         metrics.set_phase(None);
         let (command_tx, commands) = mpsc::channel(64);
@@ -374,6 +382,17 @@ impl EngineTask {
                     self.last_tick_ms.store(mono_ms(now), Ordering::Relaxed);
                     let transitions = self.engine.tick(now);
                     self.publish_transitions(transitions);
+                    self.metrics.set_reading_ages(now);
+                    let (lag, pending) = self
+                        .recording
+                        .sink
+                        .as_ref()
+                        .map_or((Duration::ZERO, 0), |sink| sink.progress.lag());
+                    self.metrics.set_recorder(
+                        lag,
+                        pending,
+                        self.recording.reported_failure.is_some(),
+                    );
                     if let Some(watchdog) = self.watchdog.as_mut() {
                         watchdog.ticked(at);
                     }
@@ -468,6 +487,14 @@ impl EngineTask {
     fn accept(&mut self, message: DeviceMessage) {
         let now = self.clock.now();
         let transitions = self.engine.accept(&message, now);
+        // The reading's arrival → its alarm events on the stream: timed around the publish.
+        let caused_alarm = match &message {
+            DeviceMessage::Readings(readings) => readings
+                .first()
+                .map(|r| r.received)
+                .filter(|_| transitions.iter().any(|t| is_signal(&t.change))),
+            _ => None,
+        };
         // The sinks' side of each message: metrics, the log and the event stream.
         match message {
             DeviceMessage::Readings(readings) => {
@@ -505,6 +532,10 @@ impl EngineTask {
             }
         }
         self.publish_transitions(transitions);
+        if let Some(received) = caused_alarm {
+            let latency = self.clock.now().saturating_since(received);
+            self.metrics.alarm_signal_latency(self.clock.real(latency));
+        }
     }
 
     fn handle(&mut self, command: Command) {
@@ -726,6 +757,7 @@ impl EngineTask {
         }
         self.metrics.set_alarms(self.engine.active_alarms());
         for transition in transitions {
+            self.metrics.alarm_transition(&transition);
             let alarm = &transition.alarm;
             tracing::warn!(
                 alarm = alarm.id.0,
@@ -778,7 +810,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             Arc::new(Notify::new()),
-            Metrics::new().expect("metrics"),
+            Metrics::new("chair-test").expect("metrics"),
             clock.clone(),
         )
     }
@@ -846,7 +878,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             wake.clone(),
-            Metrics::new().expect("metrics"),
+            Metrics::new("chair-test").expect("metrics"),
             clock.clone(),
         );
         let (watchdog, pings) = recording_watchdog(Duration::from_secs(2));

@@ -12,6 +12,8 @@
 //! and recorded as a gap when recording resumes, so the record says what is missing.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use tokio::sync::watch;
 
 use super::record::{AlarmRecord, ReadingRecord, Record};
 use super::{Store, StoreError};
-use crate::engine::{AlarmSource, Change};
+use crate::engine::Change;
 use crate::events::{Event, SessionChange};
 use crate::vitals::{Phase, SessionId};
 
@@ -49,6 +51,47 @@ pub struct RecorderSink {
     queue: SyncSender<Record>,
     /// Changes whenever recording starts failing or works again.
     pub health: watch::Receiver<Health>,
+    pub progress: Arc<Progress>,
+}
+
+/// How far the writer thread trails: read by the engine task for the metrics, without a lock.
+#[derive(Debug)]
+pub struct Progress {
+    epoch: Instant,
+    /// When the oldest record the thread holds uncommitted arrived (nanoseconds since
+    /// `epoch`), or `u64::MAX` when it holds none.
+    oldest_pending_ns: AtomicU64,
+    pending: AtomicUsize,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            epoch: Instant::now(),
+            oldest_pending_ns: AtomicU64::new(u64::MAX),
+            pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// How long the oldest uncommitted record has waited (zero when caught up), and how many
+    /// records wait.
+    pub fn lag(&self) -> (Duration, usize) {
+        let pending = self.pending.load(Ordering::Relaxed);
+        let oldest = self.oldest_pending_ns.load(Ordering::Relaxed);
+        if pending == 0 || oldest == u64::MAX {
+            return (Duration::ZERO, pending);
+        }
+        let since = self.epoch + Duration::from_nanos(oldest);
+        (Instant::now().saturating_duration_since(since), pending)
+    }
+
+    fn set(&self, pending: usize, oldest: Option<Instant>) {
+        let oldest = oldest.map_or(u64::MAX, |at| {
+            u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+        });
+        self.oldest_pending_ns.store(oldest, Ordering::Relaxed);
+        self.pending.store(pending, Ordering::Relaxed);
+    }
 }
 
 impl RecorderSink {
@@ -65,10 +108,19 @@ impl RecorderSink {
 pub fn start(store: Store) -> std::io::Result<(RecorderSink, JoinHandle<()>)> {
     let (queue, records) = sync_channel(QUEUE);
     let (health_tx, health) = watch::channel(Health::Recording);
+    let progress = Arc::new(Progress::new());
+    let writer = Writer::new(store, records, health_tx, progress.clone());
     let thread = std::thread::Builder::new()
         .name("recorder".into())
-        .spawn(move || Writer::new(store, records, health_tx).run())?;
-    Ok((RecorderSink { queue, health }, thread))
+        .spawn(move || writer.run())?;
+    Ok((
+        RecorderSink {
+            queue,
+            health,
+            progress,
+        },
+        thread,
+    ))
 }
 
 /// Records that could not be kept: their session and time span, to be written as a gap.
@@ -117,19 +169,29 @@ struct Writer {
     records: Receiver<Record>,
     health: watch::Sender<Health>,
     pending: VecDeque<Record>,
+    /// When the oldest of `pending` arrived.
+    oldest_pending: Option<Instant>,
     lost: Option<LostRecords>,
     failing: bool,
+    progress: Arc<Progress>,
 }
 
 impl Writer {
-    fn new(store: Store, records: Receiver<Record>, health: watch::Sender<Health>) -> Self {
+    fn new(
+        store: Store,
+        records: Receiver<Record>,
+        health: watch::Sender<Health>,
+        progress: Arc<Progress>,
+    ) -> Self {
         Writer {
             store,
             records,
             health,
             pending: VecDeque::new(),
+            oldest_pending: None,
             lost: None,
             failing: false,
+            progress,
         }
     }
 
@@ -162,6 +224,7 @@ impl Writer {
     }
 
     fn keep(&mut self, record: Record) {
+        self.oldest_pending.get_or_insert_with(Instant::now);
         self.pending.push_back(record);
         while self.pending.len() > MAX_PENDING {
             if let Some(dropped) = self.pending.pop_front() {
@@ -170,8 +233,16 @@ impl Writer {
         }
     }
 
-    /// Writes what is pending, a batch at a time.
+    /// Writes what is pending, a batch at a time, and says how far it got.
     fn flush(&mut self) {
+        self.write_pending();
+        if self.pending.is_empty() {
+            self.oldest_pending = None;
+        }
+        self.progress.set(self.pending.len(), self.oldest_pending);
+    }
+
+    fn write_pending(&mut self) {
         while !self.pending.is_empty() {
             if let Some(lost) = self.lost.take() {
                 self.pending.push_front(
@@ -237,14 +308,8 @@ pub fn records_of(event: &Event, session: &SessionId) -> Vec<Record> {
                 Change::Acknowledged { by } | Change::AudioPaused { by } => Some(by.clone()),
                 _ => None,
             };
-            let source = match &alarm.source {
-                AlarmSource::Rule { rule } => rule.to_string(),
-                AlarmSource::Technical { condition } => condition.as_str().to_string(),
-            };
-            let change = serde_json::to_value(&event.change)
-                .ok()
-                .and_then(|v| v.get("change").and_then(|c| c.as_str()).map(str::to_string))
-                .unwrap_or_default();
+            let source = alarm.source.name().to_string();
+            let change = event.change.as_str().to_string();
             vec![Record::Alarm(Box::new(AlarmRecord {
                 session: session.clone(),
                 at: event.time,
