@@ -170,7 +170,8 @@ async fn rules_give_the_limits_per_vital_the_cuff_schedule_and_the_audio_pause()
             "bp_overdue",
             "ring_overflow",
             "decode_errors",
-            "recording_failure"
+            "recording_failure",
+            "forwarding_failure"
         ]
     );
     assert_eq!(rules["technical"][4]["delay_s"], 120.0);

@@ -281,8 +281,43 @@ enum Owner {
         slot: usize,
         condition: TechnicalCondition,
     },
-    /// The daemon's own recording-failure condition.
+    /// One of the daemon's own conditions (recording or forwarding failing).
+    Daemon(DaemonCondition),
+}
+
+/// The daemon's own technical conditions: not a device's, and raised on the daemon's say-so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonCondition {
+    /// The session recorder cannot write.
     Recording,
+    /// Alarms cannot be forwarded to the clinic's Alertmanager.
+    Forwarding,
+}
+
+impl DaemonCondition {
+    const ALL: [DaemonCondition; 2] = [DaemonCondition::Recording, DaemonCondition::Forwarding];
+
+    fn technical(self) -> TechnicalCondition {
+        match self {
+            DaemonCondition::Recording => TechnicalCondition::RecordingFailure,
+            DaemonCondition::Forwarding => TechnicalCondition::ForwardingFailure,
+        }
+    }
+
+    /// The alarm's device field: what failed.
+    fn device(self) -> &'static str {
+        match self {
+            DaemonCondition::Recording => "recorder",
+            DaemonCondition::Forwarding => "alertmanager",
+        }
+    }
+}
+
+/// A daemon condition's state, and why it holds.
+#[derive(Debug, Default)]
+struct DaemonState {
+    state: TechnicalState,
+    why: String,
 }
 
 /// The alarm engine's whole state.
@@ -308,9 +343,8 @@ pub struct Engine {
     /// Scratch list of the (device, rule) pairs a measurement touched; kept to avoid an
     /// allocation per reading.
     judged: Vec<(usize, usize)>,
-    /// The daemon's own technical condition: recording failing, and why.
-    recording: TechnicalState,
-    recording_failure: String,
+    /// The daemon's own technical conditions, by `DaemonCondition as usize`.
+    daemon: [DaemonState; 2],
 }
 
 impl Engine {
@@ -344,8 +378,7 @@ impl Engine {
             baseline_samples: Default::default(),
             baseline: [None; Vital::ALL.len()],
             judged: Vec::new(),
-            recording: TechnicalState::default(),
-            recording_failure: String::new(),
+            daemon: Default::default(),
         };
         for spec in devices {
             engine.add_device(spec, now);
@@ -592,19 +625,26 @@ impl Engine {
         out
     }
 
-    /// The recorder reports that writing fails (`Some(why)`) or works again (`None`). Failing
-    /// raises the recording-failure technical alarm during a session; monitoring goes on.
-    pub fn recording_failed(&mut self, failure: Option<&str>, now: Mono) -> Vec<AlarmTransition> {
+    /// The daemon reports that one of its own functions fails (`Some(why)`) or works again
+    /// (`None`): recording, or forwarding alarms. Failing raises the condition's technical
+    /// alarm during a session; monitoring goes on.
+    pub fn daemon_failure(
+        &mut self,
+        condition: DaemonCondition,
+        failure: Option<&str>,
+        now: Mono,
+    ) -> Vec<AlarmTransition> {
         let mut out = Vec::new();
+        let daemon = &mut self.daemon[condition as usize];
         match failure {
             Some(why) => {
-                self.recording.since.get_or_insert(now);
-                self.recording_failure = why.to_string();
-                self.settle_recording(now, &mut out);
+                daemon.state.since.get_or_insert(now);
+                daemon.why = why.to_string();
+                self.settle_daemon(now, &mut out);
             }
             None => {
-                self.recording.since = None;
-                if let Some(id) = self.recording.alarm.take() {
+                daemon.state.since = None;
+                if let Some(id) = daemon.state.alarm.take() {
                     self.end_alarm(id, now, &mut out);
                 }
             }
@@ -612,41 +652,44 @@ impl Engine {
         out
     }
 
-    fn settle_recording(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
-        let condition = TechnicalCondition::RecordingFailure;
-        let TechnicalRule {
-            priority, delay, ..
-        } = self.technical[condition.index()];
-        let Some(since) = self.recording.since else {
-            return;
-        };
-        if self.phase.is_none()
-            || self.recording.alarm.is_some()
-            || now.saturating_since(since) < delay
-        {
-            return;
+    fn settle_daemon(&mut self, now: Mono, out: &mut Vec<AlarmTransition>) {
+        for daemon_condition in DaemonCondition::ALL {
+            let condition = daemon_condition.technical();
+            let TechnicalRule {
+                priority, delay, ..
+            } = self.technical[condition.index()];
+            let daemon = &self.daemon[daemon_condition as usize];
+            let Some(since) = daemon.state.since else {
+                continue;
+            };
+            if self.phase.is_none()
+                || daemon.state.alarm.is_some()
+                || now.saturating_since(since) < delay
+            {
+                continue;
+            }
+            let alarm = Alarm {
+                id: AlarmId(0),
+                kind: AlarmKind::Technical,
+                source: AlarmSource::Technical { condition },
+                priority,
+                device: DeviceId::new(daemon_condition.device()),
+                vital: None,
+                value: None,
+                limit: None,
+                message: format!("{}: {}", condition.message(), daemon.why),
+                advice: None,
+                condition_present: true,
+                latching: false,
+                acknowledged_by: None,
+                audio_paused_by: None,
+                audio_paused_until: None,
+                raised_at: now,
+                escalating_since: None,
+            };
+            let id = self.raise(alarm, Owner::Daemon(daemon_condition), now, out);
+            self.daemon[daemon_condition as usize].state.alarm = Some(id);
         }
-        let alarm = Alarm {
-            id: AlarmId(0),
-            kind: AlarmKind::Technical,
-            source: AlarmSource::Technical { condition },
-            priority,
-            device: DeviceId::new("recorder"),
-            vital: None,
-            value: None,
-            limit: None,
-            message: format!("{}: {}", condition.message(), self.recording_failure),
-            advice: None,
-            condition_present: true,
-            latching: false,
-            acknowledged_by: None,
-            audio_paused_by: None,
-            audio_paused_until: None,
-            raised_at: now,
-            escalating_since: None,
-        };
-        let id = self.raise(alarm, Owner::Recording, now, out);
-        self.recording.alarm = Some(id);
     }
 
     /// Keeps the decode-error window and the condition in step with `now`.
@@ -713,10 +756,12 @@ impl Engine {
                 }
             }
         }
-        if phase.is_none()
-            && let Some(id) = self.recording.alarm.take()
-        {
-            self.end_alarm(id, now, &mut out);
+        if phase.is_none() {
+            for daemon in DaemonCondition::ALL {
+                if let Some(id) = self.daemon[daemon as usize].state.alarm.take() {
+                    self.end_alarm(id, now, &mut out);
+                }
+            }
         }
         self.refresh_advice(now, &mut out);
         // Conditions that began before the session (a sensor already off) count from their start.
@@ -813,7 +858,7 @@ impl Engine {
                 }
             }
         }
-        self.settle_recording(now, &mut out);
+        self.settle_daemon(now, &mut out);
         self.resume_audio(now, &mut out);
         self.escalate(now, &mut out);
         out
@@ -1163,9 +1208,10 @@ impl Engine {
                     state.alarm = None;
                 }
             }
-            Owner::Recording => {
-                if self.recording.alarm == Some(id) {
-                    self.recording.alarm = None;
+            Owner::Daemon(daemon) => {
+                let state = &mut self.daemon[daemon as usize].state;
+                if state.alarm == Some(id) {
+                    state.alarm = None;
                 }
             }
         }
@@ -1187,9 +1233,7 @@ fn escalation_of<'a>(
     match owner {
         Owner::Rule { rule, .. } => rules[*rule].escalation.as_ref(),
         Owner::Technical { condition, .. } => technical[condition.index()].escalation.as_ref(),
-        Owner::Recording => technical[TechnicalCondition::RecordingFailure.index()]
-            .escalation
-            .as_ref(),
+        Owner::Daemon(daemon) => technical[daemon.technical().index()].escalation.as_ref(),
     }
 }
 

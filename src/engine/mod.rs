@@ -8,8 +8,8 @@ mod tests;
 pub mod trends;
 
 pub use self::core::{
-    ActionError, Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec,
-    DeviceState, Engine,
+    ActionError, Alarm, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DaemonCondition,
+    DeviceSpec, DeviceState, Engine,
 };
 pub use rules::{
     BpSchedule, Clause, Comparison, Confirmation, Escalation, Limit, Measure, PhaseSet, Priority,

@@ -252,10 +252,13 @@ pub enum TechnicalCondition {
     /// The session recorder cannot write (disk full, database locked or corrupt). The
     /// daemon's own condition, not a device's.
     RecordingFailure,
+    /// Alarms cannot be forwarded to the clinic's Alertmanager (it is down or unreachable):
+    /// the central station does not see this chair's alarms. The daemon's own condition.
+    ForwardingFailure,
 }
 
 impl TechnicalCondition {
-    pub const ALL: [TechnicalCondition; 8] = [
+    pub const ALL: [TechnicalCondition; 9] = [
         TechnicalCondition::DeviceSilent,
         TechnicalCondition::DeviceDisconnected,
         TechnicalCondition::SensorOff,
@@ -264,6 +267,7 @@ impl TechnicalCondition {
         TechnicalCondition::RingOverflow,
         TechnicalCondition::DecodeErrors,
         TechnicalCondition::RecordingFailure,
+        TechnicalCondition::ForwardingFailure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -276,6 +280,7 @@ impl TechnicalCondition {
             TechnicalCondition::RingOverflow => "ring_overflow",
             TechnicalCondition::DecodeErrors => "decode_errors",
             TechnicalCondition::RecordingFailure => "recording_failure",
+            TechnicalCondition::ForwardingFailure => "forwarding_failure",
         }
     }
 
@@ -294,6 +299,9 @@ impl TechnicalCondition {
             TechnicalCondition::RingOverflow => "readings dropped: ring buffer full",
             TechnicalCondition::DecodeErrors => "garbled data: decode errors above the limit",
             TechnicalCondition::RecordingFailure => "recording stopped: vitals are not being saved",
+            TechnicalCondition::ForwardingFailure => {
+                "alarms not reaching the central station (Alertmanager)"
+            }
         }
     }
 }

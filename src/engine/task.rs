@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::core::{ActionError, AlarmId, AlarmTransition, Change, DeviceSpec, Engine};
+use super::core::{
+    ActionError, AlarmId, AlarmTransition, Change, DaemonCondition, DeviceSpec, Engine,
+};
 use super::rules::RuleSet;
 use super::trends::Trends;
 use crate::acquire::ring::RingConsumer;
@@ -454,7 +456,9 @@ impl EngineTask {
         }
         self.recording.reported_failure = failure.clone();
         let now = self.clock.now();
-        let transitions = self.engine.recording_failed(failure.as_deref(), now);
+        let transitions =
+            self.engine
+                .daemon_failure(DaemonCondition::Recording, failure.as_deref(), now);
         self.publish_transitions(transitions);
     }
 

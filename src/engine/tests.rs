@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::core::{
-    ActionError, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DeviceSpec, Engine,
+    ActionError, AlarmId, AlarmKind, AlarmSource, AlarmTransition, Change, DaemonCondition,
+    DeviceSpec, Engine,
 };
 use super::rules::{
     Clause, Comparison, Escalation, Limit, Measure, PhaseSet, Priority, Rule, RuleSet,
@@ -1832,4 +1833,47 @@ fn the_next_reading_of_a_5_min_cuff_cycle_confirms_even_when_it_comes_a_little_l
         seen(&cuff(&mut engine, 186.0, 100.0, 380.0)),
         [escalated(Medium, High, "bp_high", 380.0)]
     );
+}
+
+#[test]
+fn the_daemons_own_failures_alarm_during_a_session_after_their_delay_and_end_when_fixed() {
+    let mut engine = engine(pick(&[]), &[OX]);
+    // Outside a session: no alarm, but the condition counts from when it began.
+    let out = engine.daemon_failure(
+        DaemonCondition::Forwarding,
+        Some("connection refused"),
+        t(0.0),
+    );
+    assert!(out.is_empty());
+    engine.set_phase(Some(Phase::Infusion), t(10.0));
+    // The default forwarding delay is 30 s.
+    assert!(seen(&engine.tick(t(29.0))).is_empty());
+    let raised = engine.tick(t(30.0));
+    let alarm = &raised[0].alarm;
+    assert_eq!(raised[0].change, Change::Raised);
+    assert_eq!(
+        alarm.source,
+        AlarmSource::Technical {
+            condition: TechnicalCondition::ForwardingFailure
+        }
+    );
+    assert_eq!(alarm.device.as_str(), "alertmanager");
+    assert_eq!(alarm.priority, Priority::Low);
+    assert!(
+        alarm.message.ends_with("connection refused"),
+        "{}",
+        alarm.message
+    );
+    // Recording failing at the same time is a separate alarm (delay 0).
+    let recording = engine.daemon_failure(DaemonCondition::Recording, Some("disk full"), t(31.0));
+    assert_eq!(recording[0].alarm.device.as_str(), "recorder");
+    let ended = engine.daemon_failure(DaemonCondition::Forwarding, None, t(40.0));
+    assert_eq!(ended[0].change, Change::Ended);
+    assert_eq!(ended[0].alarm.id, alarm.id);
+    let daemon: Vec<&str> = engine
+        .active_alarms()
+        .map(|a| a.device.as_str())
+        .filter(|d| ["recorder", "alertmanager"].contains(d))
+        .collect();
+    assert_eq!(daemon, ["recorder"]);
 }
