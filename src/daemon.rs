@@ -10,8 +10,9 @@ use tokio::sync::Notify;
 use crate::acquire::start_drivers;
 use crate::clock::Clock;
 use crate::config::{Config, RecordingConfig};
-use crate::engine::{DeviceInfo, DeviceSpec, EngineTask, Watchdog};
+use crate::engine::{DaemonCondition, DeviceInfo, DeviceSpec, EngineHandle, EngineTask, Watchdog};
 use crate::events::RulesView;
+use crate::forward::{self, ForwardConfig, Forwarder, HttpSink};
 use crate::metrics::Metrics;
 use crate::recorder::sink::RecorderSink;
 use crate::recorder::{OpenSession, PruneScope, Store, StoreError};
@@ -88,6 +89,10 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         engine.set_watchdog(watchdog);
     }
     let engine = tokio::spawn(engine.run());
+    let forwarder = match &config.alertmanager {
+        Some(forward) => Some(start_forwarder(forward, &config.chair, &handle)?),
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -120,6 +125,9 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     for driver in drivers {
         driver.abort();
     }
+    if let Some(forwarder) = forwarder {
+        forwarder.abort();
+    }
     engine.abort();
     // The engine task held the recorder's queue: once it is gone the writer flushes what is
     // queued and stops. Wait for that, so a clean stop loses nothing.
@@ -130,6 +138,40 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     served.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts forwarding alarms to the clinic's Alertmanager.
+fn start_forwarder(
+    forward: &ForwardConfig,
+    chair: &str,
+    handle: &EngineHandle,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let sink = HttpSink::new(forward.urls.clone()).map_err(anyhow::Error::msg)?;
+    tracing::info!(urls = ?forward.urls, repeat_s = forward.repeat.as_secs_f64(), "forwarding alarms to Alertmanager");
+    let events = handle.subscribe();
+    let asking = handle.clone();
+    let reporting = handle.clone();
+    let links = forward::Links {
+        sink,
+        events,
+        active_alarms: move || {
+            let engine = asking.clone();
+            async move { engine.status().await.ok().map(|status| status.alarms) }
+        },
+        report: move |failure| {
+            let engine = reporting.clone();
+            async move {
+                let _ = engine
+                    .daemon_failure(DaemonCondition::Forwarding, failure)
+                    .await;
+            }
+        },
+        utc_now: chrono::Utc::now,
+    };
+    Ok(tokio::spawn(forward::run(
+        Forwarder::new(forward.clone(), chair.to_string()),
+        links,
+    )))
 }
 
 /// The recorder: `Err(why)` for a store that cannot be used (monitoring goes on, with the

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod export;
+pub mod forward;
 pub mod metrics;
 pub mod recorder;
 pub mod replay;

@@ -29,6 +29,7 @@ use crate::acquire::ble::protocol::BleProtocol;
 use crate::acquire::decode::Protocol;
 use crate::acquire::scenario::Scenario;
 use crate::engine::RuleSet;
+use crate::forward::ForwardConfig;
 use crate::vitals::DeviceId;
 
 /// The built-in default config (`config/vitalwatch.toml`).
@@ -98,6 +99,7 @@ struct ConfigFile {
     profiles: ProfilesFile,
     #[serde(default)]
     recording: RecordingFile,
+    alertmanager: Option<toml::Spanned<AlertmanagerFile>>,
     #[serde(default)]
     device: Vec<toml::Spanned<DeviceFile>>,
 }
@@ -142,6 +144,19 @@ impl Default for ServerFile {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertmanagerFile {
+    /// Alertmanager base URLs (`http://host:9093`), every one posted to.
+    urls: Vec<toml::Spanned<String>>,
+    repeat_s: Option<f64>,
+    /// The bedside panel's address, as the alerts' link back.
+    panel_url: Option<String>,
+}
+
+/// Default re-post interval of active alerts.
+const DEFAULT_REPEAT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,6 +315,8 @@ pub struct Config {
     pub rules_source: String,
     pub devices: Vec<DeviceConfig>,
     pub recording: RecordingConfig,
+    /// Where alarms are forwarded; `None`: nowhere (the bedside panel only).
+    pub alertmanager: Option<ForwardConfig>,
 }
 
 impl Config {
@@ -343,6 +360,11 @@ impl Config {
         let rules = rules.map_err(|e| errors.extend(e.0)).ok();
 
         let tokens = tokens(source, &file.api, &mut errors);
+
+        let alertmanager = file
+            .alertmanager
+            .as_ref()
+            .and_then(|spanned| forward_config(source, spanned, &mut errors));
 
         let chair = file.site.chair.get_ref();
         let chair_ok = !chair.is_empty()
@@ -401,6 +423,7 @@ impl Config {
                     },
                     keep_days: file.recording.keep_days,
                 },
+                alertmanager,
             }),
             _ => Err(ConfigErrors(errors)),
         }
@@ -591,6 +614,52 @@ fn resolve_device(
         interval,
         silent_after,
         ring_capacity,
+    })
+}
+
+/// Checks `[alertmanager]`: plain-HTTP URLs, a sensible repeat.
+fn forward_config(
+    source: &Source,
+    spanned: &toml::Spanned<AlertmanagerFile>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ForwardConfig> {
+    let file = spanned.get_ref();
+    let before = errors.len();
+    if file.urls.is_empty() {
+        errors.push(source.error_at_key(
+            spanned.span(),
+            "urls",
+            "give at least one Alertmanager URL, like \"http://alertmanager.clinic.lan:9093\"",
+        ));
+    }
+    for url in &file.urls {
+        let text = url.get_ref();
+        let message = match reqwest::Url::parse(text) {
+            Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => continue,
+            Ok(parsed) if parsed.scheme() == "https" => format!(
+                "`{text}`: https is not supported; reach a TLS Alertmanager through a local proxy (plain http on this host)"
+            ),
+            Ok(_) => format!("`{text}` is not an http URL"),
+            Err(error) => format!("`{text}` is not a URL: {error}"),
+        };
+        errors.push(source.error_at(url.span(), message));
+    }
+    let repeat = match file.repeat_s {
+        None => DEFAULT_REPEAT,
+        Some(s) if s.is_finite() && (1.0..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+        Some(s) => {
+            errors.push(source.error_at_key(
+                spanned.span(),
+                "repeat_s",
+                format!("repeat_s must be 1 to 3600 seconds, got {s}"),
+            ));
+            DEFAULT_REPEAT
+        }
+    };
+    (errors.len() == before).then(|| ForwardConfig {
+        urls: file.urls.iter().map(|u| u.get_ref().clone()).collect(),
+        repeat,
+        panel_url: file.panel_url.clone(),
     })
 }
 
@@ -922,6 +991,28 @@ mod tests {
         assert_eq!(errors.0[0].line, Some(2), "{errors}");
         assert!(
             errors.0[0].message.contains("never a patient's name"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn alertmanager_urls_and_repeat_are_checked_at_their_lines() {
+        let config = parse(
+            "[alertmanager]\nurls = [\"http://am-1:9093\", \"http://am-2:9093/\"]\nrepeat_s = 15\n",
+        )
+        .unwrap();
+        let forward = config.alertmanager.unwrap();
+        assert_eq!(forward.urls, ["http://am-1:9093", "http://am-2:9093/"]);
+        assert_eq!(forward.repeat, Duration::from_secs(15));
+        assert!(Config::built_in().unwrap().alertmanager.is_none());
+        let errors = parse(
+            "[alertmanager]\nurls = [\n  \"https://am:9093\",\n  \"am:9093\",\n]\nrepeat_s = 0\n",
+        )
+        .unwrap_err();
+        let found: Vec<_> = errors.0.iter().map(|e| e.line).collect();
+        assert_eq!(found, [Some(3), Some(4), Some(6)], "{errors}");
+        assert!(
+            errors.0[0].message.contains("https is not supported"),
             "{errors}"
         );
     }

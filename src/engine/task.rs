@@ -91,6 +91,11 @@ enum Command {
     Trends {
         reply: oneshot::Sender<TrendsView>,
     },
+    /// One of the daemon's own functions fails (`Some(why)`) or works again.
+    DaemonFailure {
+        condition: DaemonCondition,
+        failure: Option<String>,
+    },
 }
 
 /// The API's way to talk to the engine task.
@@ -159,6 +164,19 @@ impl EngineHandle {
     /// The last half hour of every vital.
     pub async fn trends(&self) -> Result<TrendsView, CommandError> {
         self.ask(|reply| Command::Trends { reply }).await
+    }
+
+    /// Reports that one of the daemon's own functions (alarm forwarding) fails or works
+    /// again: the engine raises or ends its technical alarm.
+    pub async fn daemon_failure(
+        &self,
+        condition: DaemonCondition,
+        failure: Option<String>,
+    ) -> Result<(), CommandError> {
+        self.commands
+            .send(Command::DaemonFailure { condition, failure })
+            .await
+            .map_err(|_| CommandError::Unavailable)
     }
 
     /// What the event stream's heartbeat says now; `None` while the engine task is stalled
@@ -573,6 +591,13 @@ impl EngineTask {
             Command::Trends { reply } => {
                 let now = self.clock.now();
                 let _ = reply.send(self.trends.view(now, self.clock.utc_at(now)));
+            }
+            Command::DaemonFailure { condition, failure } => {
+                let now = self.clock.now();
+                let transitions = self
+                    .engine
+                    .daemon_failure(condition, failure.as_deref(), now);
+                self.publish_transitions(transitions);
             }
         }
     }
