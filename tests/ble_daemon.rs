@@ -241,3 +241,46 @@ fn devices_ble_lists_what_the_scan_sees_with_the_matching_profiles() {
     assert!(!output.status.success());
     assert!(stderr.contains("Bluetooth LE is unavailable"), "{stderr}");
 }
+
+#[tokio::test]
+async fn with_bluez_but_no_adapter_the_ble_device_says_so_and_connects_once_one_appears() {
+    let bluez = MockBluez::start();
+    let config = common::simulated_config(
+        "typical-infusion",
+        &format!(
+            "[[device]]\nid = \"ox-ble\"\nprofile = \"ble-pulse-oximeter\"\naddress = \"{OX}\"\n"
+        ),
+    );
+    let daemon = Daemon::start_with_env(
+        &config,
+        "127.0.0.1:0",
+        &[],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bluez.bus_address())],
+    );
+    let status = status_when(
+        &daemon,
+        "saw no adapter",
+        || {},
+        |s| device(s, "ox-ble")["link"] == "lost" && reading(s, "ox1", "spo2").is_some(),
+    )
+    .await;
+    assert_eq!(
+        device(&status, "ox-ble")["link_detail"],
+        "Bluetooth LE is unavailable: no Bluetooth adapter found"
+    );
+    // An adapter is plugged in and the oximeter is in range: the daemon connects by itself.
+    bluez.adapter("hci0");
+    bluez.device(&MockDevice::oximeter(OX));
+    let notify = || {
+        let _ = bluez.try_command(json!({
+            "cmd": "notify",
+            "address": OX,
+            "characteristic": sig_uuid(0x2A5F).to_string(),
+            "value": "00 61 00 48 00",
+        }));
+    };
+    status_when(&daemon, "read the oximeter", notify, |s| {
+        reading(s, "ox-ble", "spo2") == Some(97.0)
+    })
+    .await;
+}
