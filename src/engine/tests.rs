@@ -1877,3 +1877,23 @@ fn the_daemons_own_failures_alarm_during_a_session_after_their_delay_and_end_whe
         .collect();
     assert_eq!(daemon, ["recorder"]);
 }
+
+#[test]
+fn a_devices_own_clock_never_times_an_alarm_the_receive_time_does() {
+    // A monitor whose clock rolled over (two-digit years, a flat battery) stamps its readings
+    // in 2000, and one far in the future: the engine judges by when each reading arrived.
+    let mut engine = engine(pick(&["spo2_low"]), &[OX]);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let stamped = |at: f64, year: i32| {
+        let mut reading = good(OX, Vital::Spo2, 88.0, at);
+        reading.device_time = chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc());
+        reading
+    };
+    let readings = (0..20).map(|i| stamped(f64::from(i), if i % 2 == 0 { 2000 } else { 2099 }));
+    assert_eq!(
+        seen(&feed_readings(&mut engine, readings)),
+        [raised(Medium, "spo2_low", 15.0)]
+    );
+}
