@@ -473,6 +473,18 @@ mod tests {
         assert!(!Phase::Baseline.can_move_to(Phase::Recovery));
         assert!(!Phase::Ended.can_move_to(Phase::Baseline));
         assert!(!Phase::Infusion.can_move_to(Phase::Infusion));
+        // The session itself refuses to go back: a rule armed for the infusion stays armed.
+        let t0 = Utc::now();
+        let mut session = Session::start(SessionId::parse("KAP-1").unwrap(), Mono::ZERO, t0);
+        session.move_to(Phase::Infusion, Mono::ZERO, t0).unwrap();
+        let refused = session
+            .move_to(Phase::Baseline, Mono::ZERO, t0)
+            .unwrap_err();
+        assert!(
+            refused.contains("cannot move the session from infusion to baseline"),
+            "{refused}"
+        );
+        assert_eq!(session.phase, Phase::Infusion);
     }
 
     #[test]
