@@ -1,7 +1,9 @@
-//! The clinic's Prometheus files (`config/prometheus/`): checked and unit-tested by the real
-//! `promtool`, then loaded by a real `prometheus` scraping the real daemon, which evaluates
-//! every alert rule's expression against the daemon's series. Without `prometheus` or
-//! `promtool` these tests fail (they never skip): `scripts/test` installs them.
+//! The clinic's Prometheus and Grafana files (`config/prometheus/`, `config/grafana/`): checked
+//! and unit-tested by the real `promtool`, then loaded by a real `prometheus` scraping the real
+//! daemon, which evaluates every alert rule's expression and every dashboard query against the
+//! daemon's series; the dashboard is then drawn from its JSON with that data and photographed
+//! by headless Chromium (`docs/screenshots/dashboard.png`). Without `prometheus`, `promtool`
+//! or Chromium these tests fail (they never skip): `scripts/test` installs them.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::dashboard::{self, DATASOURCE_UID};
 use common::prometheus::Prometheus;
 use common::{Daemon, repo_root, require_tool};
 use serde_json::Value;
@@ -127,11 +130,13 @@ fn value(series: &Value) -> &str {
 /// A real Prometheus scrapes the real daemon (the target is up, the exposition parses,
 /// `inf` included), loads the repository's alert rules and evaluates each without error;
 /// the rules that should match this daemon's state do: a vital never read during a session,
-/// an unacknowledged high-priority alarm.
+/// an unacknowledged high-priority alarm. Every query of the Grafana dashboard succeeds and
+/// gives data (but where this daemon has none to give), and the dashboard is drawn with it.
 #[tokio::test]
-async fn a_real_prometheus_scrapes_the_daemon_and_evaluates_every_alert_rule() {
+async fn a_real_prometheus_evaluates_every_alert_rule_and_dashboard_query_on_the_daemon() {
     require_tool("promtool");
     require_tool("prometheus");
+    let chromium = chromium();
     let profiles = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&daemon_config(profiles.path()), &["--speed", "60"]);
     let prometheus = Prometheus::start(&prometheus_config(&daemon)).await;
@@ -149,6 +154,8 @@ async fn a_real_prometheus_scrapes_the_daemon_and_evaluates_every_alert_rule() {
         targets[0]
     );
     eprintln!("target up after {:?}", started.elapsed());
+    // The dashboard's picture starts at the first scrape.
+    let scrapes_from = unix_now() - 1.0;
 
     let mut events = daemon.events().await;
     daemon.start_session("KAP-PROM").await;
@@ -309,5 +316,290 @@ async fn a_real_prometheus_scrapes_the_daemon_and_evaluates_every_alert_rule() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    eprintln!("alerts checked after {:?}", started.elapsed());
+
+    dashboard_queries_give_data(&prometheus).await;
+    eprintln!("dashboard queries checked after {:?}", started.elapsed());
+    screenshot_dashboard(&prometheus, &chromium, (scrapes_from, unix_now())).await;
     eprintln!("done after {:?}", started.elapsed());
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The dashboard's variables in this test: `$chair` the test's chair (Grafana passes a
+/// multi-value variable as a regex, which one chair is), `$__rate_interval` at least four
+/// scrape intervals, as Grafana computes it.
+const VARS: &[(&str, &str)] = &[("chair", CHAIR), ("__rate_interval", "1m")];
+
+/// Queries of the dashboard that may have no data here, by panel title and refId, and why.
+const MAY_BE_EMPTY: &[(&str, &str, &str)] = &[(
+    "Decode errors and dropped readings",
+    "A",
+    "simulated devices never fail to decode",
+)];
+
+/// The chair variable lists the test's chair, asked as Grafana asks (label values of
+/// `vitalwatch_build_info`); every panel query succeeds, and gives a finite value within 20 s
+/// unless listed in `MAY_BE_EMPTY`.
+async fn dashboard_queries_give_data(prometheus: &Prometheus) {
+    let dashboard = dashboard::load();
+    let variable = &dashboard["templating"]["list"][0];
+    assert_eq!(
+        variable["query"]["query"],
+        "label_values(vitalwatch_build_info, chair)"
+    );
+    let chairs = prometheus
+        .get(
+            "/api/v1/label/chair/values",
+            &[("match[]", "vitalwatch_build_info")],
+        )
+        .await;
+    assert_eq!(chairs["data"], serde_json::json!([CHAIR]), "{chairs}");
+
+    let queries = dashboard::queries(&dashboard);
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+    let mut empty_allowed = 0;
+    for query in &queries {
+        let title = query.panel["title"].as_str().unwrap();
+        let expr = dashboard::substitute(query.expr, VARS);
+        // Fails on a query Prometheus rejects.
+        let result = prometheus.query(&expr).await;
+        if MAY_BE_EMPTY
+            .iter()
+            .any(|(t, r, _)| *t == title && *r == query.ref_id)
+        {
+            empty_allowed += 1;
+            continue;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut result = result;
+        while !result
+            .iter()
+            .any(|s| value(s).parse::<f64>().is_ok_and(f64::is_finite))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no finite value within 20 s for {title} {}: {expr}\n{result:?}",
+                query.ref_id
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            result = prometheus.query(&expr).await;
+        }
+        // Every series the overview table shows is the chair's, one row per chair.
+        if query.panel["type"] == "table" {
+            assert_eq!(result.len(), 1, "{title} {}: {result:?}", query.ref_id);
+            assert_eq!(label(&result[0], "chair"), CHAIR, "{expr}");
+        }
+    }
+    assert_eq!(
+        empty_allowed,
+        MAY_BE_EMPTY.len(),
+        "a MAY_BE_EMPTY entry matches no query"
+    );
+}
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("VITALWATCH_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "chromium is not installed at {}: run scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// The picture of the dashboard in the README, `docs/screenshots/dashboard.png`: drawn by this
+/// test from the dashboard's JSON (its layout, titles, units, mappings, queries), with the
+/// data of a real Prometheus scraping the real daemon, then photographed by headless Chromium.
+/// It is not a Grafana screenshot (Grafana is not packaged in Debian): see
+/// `tests/common/dashboard.rs` for what the drawing keeps of Grafana's.
+async fn screenshot_dashboard(
+    prometheus: &Prometheus,
+    chromium: &std::path::Path,
+    range: (f64, f64),
+) {
+    let dashboard = dashboard::load();
+    let note = "Drawn by tests/prometheus.rs from config/grafana/dashboards/vitalwatch-clinic.json, \
+                with data from a real Prometheus scraping the real daemon (not by Grafana). \
+                The simulated hypertensive response runs at 60x speed: a minute here is an hour \
+                of the session.";
+    let html = dashboard::render(
+        &dashboard,
+        prometheus,
+        VARS,
+        &[("chair", CHAIR)],
+        range,
+        note,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("dashboard.html");
+    std::fs::write(&page, &html).unwrap();
+    let png = dir.path().join("dashboard.png");
+    let profile = tempfile::tempdir().unwrap();
+    let height = dashboard::page_height(&dashboard);
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("--window-size={},{height}", dashboard::PAGE_WIDTH))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is a PNG"
+    );
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let png_height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((width, png_height), (dashboard::PAGE_WIDTH as u32, height));
+    assert!(bytes.len() > 50_000, "a real rendering, not a blank page");
+    let screenshots = repo_root().join("docs/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    std::fs::copy(&png, screenshots.join("dashboard.png")).unwrap();
+    // Kept for a look when run by hand.
+    std::fs::copy(
+        &page,
+        std::env::temp_dir().join("vitalwatch-dashboard.html"),
+    )
+    .unwrap();
+}
+
+/// The provisioning files and the dashboard fit together: the data source's fixed uid is the
+/// one every panel and query uses; panels have unique ids and fit the 24-column grid without
+/// overlapping; each panel has queries; the chair variable and the repeated row are there.
+#[test]
+fn the_grafana_dashboard_is_well_formed() {
+    let grafana = repo_root().join("config/grafana");
+    let datasource =
+        std::fs::read_to_string(grafana.join("provisioning/datasources/vitalwatch.yml")).unwrap();
+    let setting = |text: &str, key: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap().trim().trim_start_matches("- "))
+            .filter_map(|l| l.strip_prefix(&format!("{key}:")))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    assert_eq!(setting(&datasource, "uid"), [DATASOURCE_UID]);
+    assert_eq!(setting(&datasource, "type"), ["prometheus"]);
+    let provider =
+        std::fs::read_to_string(grafana.join("provisioning/dashboards/vitalwatch.yml")).unwrap();
+    assert_eq!(setting(&provider, "type"), ["file"]);
+    assert_eq!(setting(&provider, "path").len(), 1, "{provider}");
+
+    let dashboard = dashboard::load();
+    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
+    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert_eq!(variables.len(), 1);
+    let chair = &variables[0];
+    assert_eq!(chair["name"], "chair");
+    assert_eq!(chair["multi"], true);
+    assert_eq!(chair["includeAll"], true);
+    assert_eq!(chair["datasource"]["uid"], DATASOURCE_UID);
+    assert_eq!(
+        chair["definition"],
+        "label_values(vitalwatch_build_info, chair)"
+    );
+
+    let panels = dashboard::panels(&dashboard);
+    let mut ids = BTreeSet::new();
+    let mut cells = BTreeSet::new();
+    for panel in &panels {
+        let title = panel["title"].as_str().unwrap_or("");
+        assert!(!title.is_empty(), "a panel without a title: {panel}");
+        let id = panel["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{title}: no id"));
+        assert!(ids.insert(id), "{title}: id {id} used twice");
+        let g = &panel["gridPos"];
+        let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| {
+            g[k].as_u64()
+                .unwrap_or_else(|| panic!("{title}: gridPos.{k}"))
+        });
+        assert!(w >= 1 && h >= 1 && x + w <= 24, "{title}: {g}");
+        for cx in x..x + w {
+            for cy in y..y + h {
+                assert!(
+                    cells.insert((cx, cy)),
+                    "{title} overlaps another panel at {cx},{cy}"
+                );
+            }
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(panel["datasource"]["uid"], DATASOURCE_UID, "{title}");
+        assert_eq!(panel["datasource"]["type"], "prometheus", "{title}");
+        let targets = panel["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{title}: no targets"));
+        assert!(!targets.is_empty(), "{title}: no targets");
+        let mut refs = BTreeSet::new();
+        for target in targets {
+            assert!(
+                refs.insert(target["refId"].as_str().unwrap()),
+                "{title}: refId twice"
+            );
+            assert!(
+                target["expr"]
+                    .as_str()
+                    .is_some_and(|e| !e.trim().is_empty()),
+                "{title}"
+            );
+            if !target["datasource"].is_null() {
+                assert_eq!(target["datasource"]["uid"], DATASOURCE_UID, "{title}");
+            }
+            // Only the chair variable and Grafana's own interval.
+            dashboard::substitute(target["expr"].as_str().unwrap(), VARS);
+        }
+    }
+    // The overview first; then one drill-down row per chair.
+    let rows: Vec<&&Value> = panels.iter().filter(|p| p["type"] == "row").collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["title"], "Clinic overview");
+    assert_eq!(rows[1]["repeat"], "chair");
+    let drill_down_y = rows[1]["gridPos"]["y"].as_u64().unwrap();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let exprs: Vec<&str> = panel["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        if panel["gridPos"]["y"].as_u64().unwrap() > drill_down_y {
+            // A drill-down panel shows its row's chair.
+            for expr in exprs {
+                assert!(
+                    expr.contains("chair=~\"$chair\""),
+                    "{}: {expr}",
+                    panel["title"]
+                );
+            }
+        }
+    }
 }

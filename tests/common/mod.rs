@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod dashboard;
 pub mod prometheus;
 
 use std::io::{BufRead, BufReader};
