@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod dashboard;
+pub mod prometheus;
 pub mod pty;
 
 use std::io::{BufRead, BufReader};
