@@ -109,7 +109,12 @@ async fn list_adapters() -> Result<Vec<(String, Adapter)>, BleError> {
     let manager = shared_manager().await?;
     let adapters = match tokio::time::timeout(QUERY_TIMEOUT, manager.adapters()).await {
         Ok(Ok(adapters)) => adapters,
-        Ok(Err(e)) => return Err(BleError::NoBluez(describe(&e))),
+        Ok(Err(e)) => {
+            // A session that cannot send (the bus restarted) never recovers: open a new one
+            // next time, or BlueZ would stay unreachable for the daemon's life.
+            forget_shared_manager().await;
+            return Err(BleError::NoBluez(describe(&e)));
+        }
         Err(_) => {
             forget_shared_manager().await;
             return Err(BleError::NoBluez(format!(
