@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod frames;
 pub mod pty;
+pub mod record;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -254,6 +256,11 @@ impl EventStream {
         }
         None
     }
+}
+
+/// `seconds` from now.
+pub fn deadline(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
 }
 
 /// A config with one simulated oximeter and cuff playing `scenario`.
