@@ -31,7 +31,15 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
             "no nurse tokens configured: session control and alarm actions are open to anyone on this machine"
         );
     }
-    let clock = Clock::start(speed);
+    // The store before the clock: a session left open by a crash goes on, and its last record
+    // decides where the clock's UTC starts (never before it), so that nothing this run records
+    // is earlier than what is already recorded.
+    let recorder = open_recorder(&config.recording)?;
+    let last_record = match &recorder {
+        Ok((_, _, Some(open))) => Some(open.last_record),
+        _ => None,
+    };
+    let clock = Clock::resuming(speed, last_record);
     if clock.speed() != 1.0 {
         tracing::warn!(
             speed = clock.speed(),
@@ -67,7 +75,6 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         .collect();
     let device_count = config.devices.len();
     let rules = Arc::new(RulesView::of(&config.rules));
-    let recorder = open_recorder(&config.recording)?;
     let (mut engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
     let writer = match recorder {
         Ok((sink, writer, open)) => {

@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, simulated_config};
-use vitalwatch::recorder::{EventDetail, SessionSummary, Store};
+use common::record::{ReadingKey, reading_key, recorded_keys, the_session};
+use common::{Daemon, deadline, simulated_config};
+use vitalwatch::recorder::{EventDetail, Store};
 
 fn config(database: &Path, scenario: &str) -> String {
     format!(
@@ -18,23 +18,6 @@ fn config(database: &Path, scenario: &str) -> String {
         database.display(),
         simulated_config(scenario, "")
     )
-}
-
-fn deadline(seconds: u64) -> Instant {
-    Instant::now() + Duration::from_secs(seconds)
-}
-
-/// A reading as both the event stream and the store identify it (the store keeps
-/// microseconds).
-type ReadingKey = (String, String, i64);
-
-fn the_session(store: &Store, id: &str) -> SessionSummary {
-    store
-        .sessions()
-        .expect("sessions")
-        .into_iter()
-        .find(|s| s.id.as_str() == id)
-        .unwrap_or_else(|| panic!("session {id} is not recorded"))
 }
 
 #[tokio::test]
@@ -54,17 +37,7 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
         let Some(event) = events.next(started + run_for).await else {
             break;
         };
-        if event.name == "reading" {
-            let key = (
-                event.data["device"].as_str().unwrap().to_string(),
-                event.data["vital"].as_str().unwrap().to_string(),
-                event.data["time"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<chrono::DateTime<chrono::Utc>>()
-                    .unwrap()
-                    .timestamp_micros(),
-            );
+        if let Some(key) = reading_key(&event) {
             seen.push((Instant::now(), key));
         }
     }
@@ -87,17 +60,7 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
         .expect("PRAGMA integrity_check passes");
     let session = the_session(&store, "KAP-CRASH-1");
     assert_eq!(session.ended, None, "killed, not ended");
-    let mut recorded: HashSet<ReadingKey> = HashSet::new();
-    store
-        .readings(
-            session.key,
-            |reading| -> Result<(), vitalwatch::recorder::StoreError> {
-                let time = reading.received.timestamp_micros();
-                recorded.insert((reading.device.to_string(), reading.vital.to_string(), time));
-                Ok(())
-            },
-        )
-        .expect("readings");
+    let recorded = recorded_keys(&store, session.key);
     let missing: Vec<_> = must_have
         .iter()
         .filter(|key| !recorded.contains(**key))

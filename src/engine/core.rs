@@ -249,7 +249,9 @@ pub struct DeviceState {
     technical: [TechnicalState; TechnicalCondition::ALL.len()],
     ring_dropped_seen: u64,
     ring_dropped_at: Option<Mono>,
-    /// When recent decode errors happened, within the decode-errors rule's window.
+    /// When the latest decode errors happened, within the decode-errors rule's window: at
+    /// most its `count`, the only ones that decide whether it holds, so a device sending
+    /// garbage as fast as it can never grows the queue.
     decode_errors: VecDeque<Mono>,
     decode_errors_total: u64,
 }
@@ -267,6 +269,12 @@ impl DeviceState {
     /// Decode errors reported by its driver since the daemon started.
     pub fn decode_errors(&self) -> u64 {
         self.decode_errors_total
+    }
+
+    /// How many decode errors' times the engine keeps for the rate.
+    #[cfg(test)]
+    pub(crate) fn decode_error_times_kept(&self) -> usize {
+        self.decode_errors.len()
     }
 }
 
@@ -617,9 +625,17 @@ impl Engine {
     pub fn decode_error(&mut self, device: &DeviceId, now: Mono) -> Vec<AlarmTransition> {
         let mut out = Vec::new();
         let slot = self.device_slot(device, now);
+        let threshold = self.technical[TechnicalCondition::DecodeErrors.index()].threshold;
         let dev = &mut self.devices[slot];
         dev.decode_errors_total += 1;
-        dev.decode_errors.push_back(now);
+        if let Some(threshold) = threshold {
+            // Whether `count` errors fall within the window depends on the `count`-th latest
+            // alone: older times are never needed.
+            dev.decode_errors.push_back(now);
+            while dev.decode_errors.len() > threshold.count as usize {
+                dev.decode_errors.pop_front();
+            }
+        }
         self.update_decode_errors(slot, now, &mut out);
         self.settle_technical(slot, now, &mut out);
         out

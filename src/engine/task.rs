@@ -354,15 +354,35 @@ impl EngineTask {
             infusion_started_utc: (open.phase == Phase::Infusion).then_some(open.phase_since),
             infusion_stopped_utc: None,
         });
+        let why = match self.clock.behind_record() {
+            // The system clock read earlier than the last record (stepped back while the
+            // daemon was down, or the last run was at --speed): the daemon clock starts just
+            // after the record instead (`Clock::resuming`), so the record stays in time order,
+            // and the record says why this run's times are ahead of the system clock.
+            Some(behind) => {
+                tracing::warn!(
+                    last_record = %open.last_record,
+                    now = %utc,
+                    behind_s = behind.as_seconds_f64(),
+                    "the system clock is behind the session's last record: this run's times continue from that record, ahead of the system clock"
+                );
+                format!(
+                    "daemon restarted; the system clock read {:.3} s behind the session's last record, so this run's times continue from that record (ahead of the system clock; the real downtime is unknown)",
+                    behind.as_seconds_f64()
+                )
+            }
+            None => "daemon restarted".to_string(),
+        };
         if open.last_record > utc {
-            // The clock is behind the record (stepped back, or the last run was at --speed).
+            // Not a clock started by `Clock::resuming` with this record: the record may go
+            // out of order.
             tracing::warn!(last_record = %open.last_record, now = %utc, "the clock is behind the session's last record");
         }
         self.record(Record::Gap {
             session: open.id,
             from: open.last_record.min(utc),
             to: utc,
-            why: "daemon restarted".to_string(),
+            why,
         });
         let transitions = self.engine.set_phase(Some(open.phase), now);
         self.metrics.set_phase(Some(open.phase));
@@ -983,6 +1003,83 @@ mod tests {
         running.abort();
         drop(handle);
         assert!(Watchdog::new(Duration::ZERO, || {}).is_none());
+    }
+
+    /// Resumes the open session of a store whose last record is `last_record` with a clock
+    /// started as the daemon starts it, the system clock reading `wall`; returns the store's
+    /// events of the session once the engine task is gone and the writer has flushed.
+    fn resume_with_wall_clock(
+        last_record: chrono::DateTime<chrono::Utc>,
+        wall: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<crate::recorder::StoredEvent> {
+        use crate::recorder::Store;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sessions.sqlite");
+        let id = SessionId::parse("KAP-RESUME-1").expect("id");
+        let mut store = Store::open(&path).expect("store");
+        store
+            .write(&[
+                Record::SessionStarted {
+                    session: id.clone(),
+                    at: last_record - chrono::TimeDelta::minutes(10),
+                    by: "nurse-a".into(),
+                },
+                Record::PhaseChanged {
+                    session: id.clone(),
+                    phase: Phase::Infusion,
+                    at: last_record,
+                    by: "nurse-a".into(),
+                },
+            ])
+            .expect("write");
+        let open = store.open_session().expect("query").expect("open session");
+        assert_eq!(open.last_record, last_record);
+        let (sink, writer) = crate::recorder::sink::start(store).expect("recorder");
+        let clock = Clock::starting_at(1.0, wall, Some(open.last_record));
+        let (mut engine, handle) = task(&clock);
+        engine.attach_recorder(sink, Some(open));
+        drop(engine);
+        drop(handle);
+        writer.join().expect("the writer flushes and stops");
+        let store = Store::open_read_only(&path).expect("read back");
+        let key = store.sessions().expect("sessions")[0].key;
+        store.events(key).expect("events")
+    }
+
+    #[test]
+    fn resuming_with_the_system_clock_behind_the_last_record_keeps_the_record_in_order() {
+        use crate::recorder::EventDetail;
+        let last = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .expect("a time")
+            .with_timezone(&chrono::Utc);
+        let step = chrono::TimeDelta::from_std(crate::clock::RESUME_STEP).expect("step");
+
+        // An hour behind: the gap starts at the last record and ends one step after it,
+        // never before, and says the clock was behind.
+        let events = resume_with_wall_clock(last, last - chrono::TimeDelta::hours(1));
+        let Some(gap) = events.last() else {
+            panic!("no events")
+        };
+        let EventDetail::Gap { to, why } = &gap.what else {
+            panic!("the last event is not the gap: {gap:?}")
+        };
+        assert_eq!(gap.at, last);
+        assert!(*to >= last + step && *to < last + step * 2, "{to}");
+        assert!(why.starts_with("daemon restarted"), "{why}");
+        assert!(why.contains("3600.000 s behind"), "{why}");
+        for pair in events.windows(2) {
+            assert!(pair[0].at <= pair[1].at, "out of order: {events:?}");
+        }
+
+        // The usual restart: the gap runs from the last record to the system clock's now.
+        let wall = last + chrono::TimeDelta::minutes(3);
+        let events = resume_with_wall_clock(last, wall);
+        let gap = events.last().expect("the gap");
+        let EventDetail::Gap { to, why } = &gap.what else {
+            panic!("the last event is not the gap: {gap:?}")
+        };
+        assert_eq!((gap.at, why.as_str()), (last, "daemon restarted"));
+        assert!(*to >= wall && *to < wall + step, "{to}");
     }
 
     #[tokio::test(start_paused = true)]

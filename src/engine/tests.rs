@@ -1820,6 +1820,35 @@ fn decode_errors_above_the_rate_raise_a_technical_alarm_that_ends_when_the_rate_
 }
 
 #[test]
+fn a_flood_of_decode_errors_keeps_only_the_times_the_rate_needs_and_alarms_as_before() {
+    let mut engine = engine(Vec::new(), &[OX]);
+    let ox = DeviceId::new(OX);
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    // 20 000 errors within 0.2 s (garbage at full speed): one alarm, five times kept (the
+    // default threshold is 5 within 60 s), every error counted.
+    let mut transitions = Vec::new();
+    for i in 0..20_000 {
+        transitions.extend(engine.decode_error(&ox, t(10.0 + f64::from(i) * 1e-5)));
+        assert!(engine.devices()[0].decode_error_times_kept() <= 5);
+    }
+    assert_eq!(seen(&transitions), [raised(Low, "decode_errors", 10.00004)]);
+    assert_eq!(engine.devices()[0].decode_errors(), 20_000);
+    // It ends when the fifth-latest error (at 10.19995 s) leaves the 60 s window, as it would
+    // with every time kept.
+    let decode = |transitions: Vec<AlarmTransition>| -> Vec<Seen> {
+        seen(&transitions)
+            .into_iter()
+            .filter(|s| s.2 == "decode_errors")
+            .collect()
+    };
+    assert_eq!(decode(engine.tick(t(70.1999))), []);
+    assert_eq!(
+        decode(engine.tick(t(70.2))),
+        [ended(Low, "decode_errors", 70.2)]
+    );
+}
+
+#[test]
 fn the_next_reading_of_a_5_min_cuff_cycle_confirms_even_when_it_comes_a_little_late() {
     // A 5-minute cycle delivers its next reading about 5 min later, give or take the
     // measurement's own duration: 5 min 20 s must still confirm.

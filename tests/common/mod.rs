@@ -5,8 +5,10 @@
 
 pub mod bluez;
 pub mod dashboard;
+pub mod frames;
 pub mod prometheus;
 pub mod pty;
+pub mod record;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -256,6 +258,11 @@ impl EventStream {
         }
         None
     }
+}
+
+/// `seconds` from now.
+pub fn deadline(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
 }
 
 /// A config with one simulated oximeter and cuff playing `scenario`.

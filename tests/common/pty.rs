@@ -43,6 +43,24 @@ impl FakeDevice {
         self.master.flush().expect("flush the pty");
     }
 
+    /// Sends `bytes`, waiting up to `limit` in all for the daemon to read them (a flood fills
+    /// the pty's small buffer faster than a busy daemon empties it).
+    pub fn send_within(&mut self, bytes: &[u8], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.master.write(rest) {
+                Ok(0) => panic!("the pty takes no more bytes"),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => assert!(
+                    Instant::now() < deadline,
+                    "the daemon did not read the bytes within {limit:?}"
+                ),
+                Err(e) => panic!("writing to the pty: {e}"),
+            }
+        }
+    }
+
     /// Whatever the daemon wrote to the device within `wait`.
     pub fn received(&mut self, wait: Duration) -> Vec<u8> {
         let deadline = Instant::now() + wait;
