@@ -159,12 +159,12 @@ pub(crate) mod tests {
         let good = spo2_pr(Some(98.0), Some(143.0), Quality::GOOD);
         assert_eq!(
             samples(&out),
-            vec![
+            after_garbage(vec![
                 good.clone(),
                 spo2_pr(Some(95.0), Some(61.0), Quality::GOOD),
                 spo2_pr(None, None, Quality::SENSOR_OFF),
                 good,
-            ]
+            ])
         );
         assert_eq!(
             errors(&out),

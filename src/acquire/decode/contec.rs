@@ -64,6 +64,8 @@ const SPO2_INVALID: u8 = 0x7F;
 pub(super) struct Legacy;
 
 impl FrameFormat for Legacy {
+    /// No checksum; 60 (Contec) or 100 (BerryMed) frames a second: under half a second flagged.
+    const CONFIRM_AFTER_SKIP: usize = 30;
     fn starts(first: u8) -> bool {
         first & 0x80 != 0
     }
@@ -149,9 +151,11 @@ pub fn v7_unpack(packet: &[u8]) -> [u8; 9] {
     v
 }
 
-struct V7;
+pub(super) struct V7;
 
 impl FrameFormat for V7 {
+    /// No checksum, only the high-byte rule: flagged for a few packets after garbage.
+    const CONFIRM_AFTER_SKIP: usize = 10;
     fn starts(first: u8) -> bool {
         first & 0x80 == 0 && v7_len(first).is_some()
     }
@@ -336,7 +340,7 @@ pub(crate) mod tests {
         let good = legacy_frame(0, 0, 72, 97);
         let expected = spo2_pr(Some(97.0), Some(72.0), Quality::GOOD);
         let out = feed_all(&mut *legacy(), &[&[0x80, 0, 0, 0][..], &good].concat());
-        assert_eq!(samples(&out), vec![expected.clone()]);
+        assert_eq!(samples(&out), after_garbage(vec![expected.clone()]));
         assert_eq!(
             errors(&out),
             vec![DecodeError {
@@ -355,7 +359,7 @@ pub(crate) mod tests {
             let out = feed_all(&mut *legacy(), &[bad.as_slice(), &good].concat());
             assert_eq!(
                 samples(&out),
-                vec![expected.clone()],
+                after_garbage(vec![expected.clone()]),
                 "pattern {pattern:05b}"
             );
             assert_eq!(
@@ -409,13 +413,13 @@ pub(crate) mod tests {
         let good = spo2_pr(Some(97.0), Some(72.0), Quality::GOOD);
         assert_eq!(
             samples(&out),
-            vec![
+            after_garbage(vec![
                 good.clone(),
                 good.clone(),
                 spo2_pr(Some(93.0), Some(140.0), Quality::SEARCHING),
                 spo2_pr(None, None, Quality::SENSOR_OFF),
                 good,
-            ]
+            ])
         );
         let runs: Vec<_> = errors(&out).iter().map(|e| (e.kind, e.skipped)).collect();
         assert_eq!(
@@ -551,11 +555,11 @@ pub(crate) mod tests {
         let out = assert_split_invariant(&v7, &stream);
         assert_eq!(
             samples(&out),
-            vec![
+            after_garbage(vec![
                 spo2_pr(Some(99.0), Some(61.0), Quality::GOOD),
                 spo2_pr(Some(99.0), Some(61.0), Quality::GOOD),
                 spo2_pr(Some(90.0), Some(150.0), Quality::GOOD),
-            ]
+            ])
         );
         let runs: Vec<_> = errors(&out).iter().map(|e| (e.kind, e.skipped)).collect();
         assert_eq!(

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use super::{DecodeError, DecodeErrorKind, Decoded, Decoder, Sample};
+use crate::vitals::Quality;
 
 /// Why bytes were skipped, kept without allocating until the run is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,12 @@ pub(crate) trait FrameFormat {
     fn fits(head: &[u8], byte: u8) -> Result<(), Reject>;
     /// The final check of a complete frame (a checksum, say).
     fn check(frame: &[u8]) -> Result<(), Reject>;
+    /// Formats without a checksum: how many frames after skipped bytes are flagged
+    /// [`Quality::ARTEFACT`] before the stream is trusted again. Random bytes make a
+    /// plausible-looking frame now and then (a 4-byte DF8 frame about once in a hundred), but
+    /// rarely this many in a row; flagged readings never raise or clear an alarm. Zero for
+    /// formats whose checksum already refuses garbage.
+    const CONFIRM_AFTER_SKIP: usize = 0;
 }
 
 pub(crate) enum Event<'a> {
@@ -264,6 +271,9 @@ pub(crate) trait FrameSink {
 pub(crate) struct Framed<F, S, const N: usize> {
     framer: Framer<N>,
     discards: Discards,
+    /// Frames still to be flagged since bytes were last skipped (see
+    /// [`FrameFormat::CONFIRM_AFTER_SKIP`]).
+    untrusted: usize,
     sink: S,
     format: std::marker::PhantomData<fn() -> F>,
 }
@@ -273,6 +283,7 @@ impl<F, S, const N: usize> Framed<F, S, N> {
         Framed {
             framer: Framer::default(),
             discards: Discards::default(),
+            untrusted: 0,
             sink,
             format: std::marker::PhantomData,
         }
@@ -284,12 +295,25 @@ impl<F: FrameFormat, S: FrameSink + Send, const N: usize> Decoder for Framed<F, 
         let Framed {
             framer,
             discards,
+            untrusted,
             sink,
             ..
         } = self;
         let mut on_event = |event: Event<'_>| match event {
-            Event::Frame(frame) => sink.frame(frame, discards, out),
+            Event::Frame(frame) => {
+                let before = out.len();
+                sink.frame(frame, discards, out);
+                if *untrusted > 0 {
+                    *untrusted -= 1;
+                    for item in &mut out[before..] {
+                        if let Decoded::Sample(sample) = item {
+                            sample.quality |= Quality::ARTEFACT;
+                        }
+                    }
+                }
+            }
             Event::Skip(reason, n) => {
+                *untrusted = F::CONFIRM_AFTER_SKIP;
                 sink.skipped(discards, out);
                 discards.add(reason, n, out);
             }

@@ -29,9 +29,11 @@ const FRAME_START: u8 = 0x81;
 const PR_NO_VALUE: u8 = 255;
 const SPO2_NO_VALUE: u8 = 127;
 
-struct Jpd;
+pub(super) struct Jpd;
 
 impl FrameFormat for Jpd {
+    /// No checksum and no sync bit beyond the 0x81 lead.
+    const CONFIRM_AFTER_SKIP: usize = 3;
     fn starts(first: u8) -> bool {
         first == FRAME_START
     }
@@ -145,11 +147,11 @@ pub(crate) mod tests {
         let vector = reading(Some(99.0), Some(56.0), Some(6.8));
         assert_eq!(
             samples(&out),
-            vec![
+            after_garbage(vec![
                 vector.clone(),
                 vector,
                 reading(Some(97.0), Some(60.0), Some(2.0))
-            ]
+            ])
         );
         assert_eq!(
             errors(&out),

@@ -189,6 +189,18 @@ pub(crate) mod testing {
         }
     }
 
+    /// `samples` as a checksum-less decoder gives them within its confirmation after garbage:
+    /// flagged artefact (see `FrameFormat::CONFIRM_AFTER_SKIP`).
+    pub fn after_garbage(samples: Vec<Sample>) -> Vec<Sample> {
+        samples
+            .into_iter()
+            .map(|mut s| {
+                s.quality |= Quality::ARTEFACT;
+                s
+            })
+            .collect()
+    }
+
     pub fn sample(values: &[(Vital, Option<f64>)], quality: Quality) -> Sample {
         Sample {
             values: values.to_vec(),
@@ -276,6 +288,7 @@ mod tests {
 mod properties {
     use proptest::prelude::*;
 
+    use super::framing::FrameFormat;
     use super::testing::sample;
     use super::*;
 
@@ -352,16 +365,24 @@ mod properties {
         }
     }
 
+    /// Frames after garbage are flagged until the stream has proved itself
+    /// (`FrameFormat::CONFIRM_AFTER_SKIP`): the copy after those decodes clean.
     fn contec(format: contec::Format) -> Case {
-        let frame = match format {
-            contec::Format::Legacy => contec::tests::legacy_frame(0, 0, 140, 97).to_vec(),
-            contec::Format::V7 => contec::tests::live_packet(0, 140, 97).to_vec(),
+        let (frame, copies) = match format {
+            contec::Format::Legacy => (
+                contec::tests::legacy_frame(0, 0, 140, 97).to_vec(),
+                <contec::Legacy as FrameFormat>::CONFIRM_AFTER_SKIP + 1,
+            ),
+            contec::Format::V7 => (
+                contec::tests::live_packet(0, 140, 97).to_vec(),
+                <contec::V7 as FrameFormat>::CONFIRM_AFTER_SKIP + 1,
+            ),
         };
         Case {
             source: Source::Serial(Protocol::Contec { format }),
             frame,
             expected: spo2_hr(97.0, 140.0, Quality::GOOD),
-            copies: 1,
+            copies,
         }
     }
 
@@ -409,12 +430,14 @@ mod properties {
             source: Source::Ble("berrymed", berrymed::decoder),
             frame: berrymed::tests::VECTOR_1.to_vec(),
             expected: spo2_hr(98.0, 143.0, Quality::GOOD),
-            copies: 1,
+            // BerryMed frames like Contec legacy, with its confirmation after garbage.
+            copies: <contec::Legacy as FrameFormat>::CONFIRM_AFTER_SKIP + 1,
         }
     }
 
     /// No checksum and no sync bit: garbage ending in 0x81 and a byte or two takes the real
-    /// frame's first bytes for its own, so only the second copy is sure to decode.
+    /// frame's first bytes for its own, so only the second copy is sure to decode, and it is
+    /// flagged until the confirmation after garbage has passed.
     fn jumper() -> Case {
         Case {
             source: Source::Ble("jumper", jumper::decoder),
@@ -427,7 +450,7 @@ mod properties {
                 ],
                 Quality::GOOD,
             ),
-            copies: 2,
+            copies: 2 + <jumper::Jpd as FrameFormat>::CONFIRM_AFTER_SKIP,
         }
     }
 
@@ -579,5 +602,76 @@ mod properties {
             }
             assert_eq!(out.last(), Some(&Decoded::Sample(case.expected.clone())));
         }
+    }
+
+    /// Seeded noise (xorshift), the same on every run.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn noise_on_a_port_without_checksums_never_becomes_a_trusted_reading() {
+        // Found by the fault tests: 16 MB of random bytes on a DF8 port decoded into tens of
+        // thousands of plausible readings, and false SpO2 alarms. Each format without a
+        // checksum now flags the frames after skipped bytes until enough clean ones in a row
+        // have come; flagged readings never raise or clear an alarm.
+        let flood = noise(4 << 20);
+        let checksumless: [(&str, Box<dyn Decoder>); 5] = [
+            ("nonin df8", nonin::decoder(nonin::Format::Df8)),
+            ("contec legacy", contec::decoder(contec::Format::Legacy)),
+            ("contec v7", contec::decoder(contec::Format::V7)),
+            ("berrymed", berrymed::decoder()),
+            ("jumper", jumper::decoder()),
+        ];
+        for (name, mut decoder) in checksumless {
+            let mut out = Vec::new();
+            let mut trusted = 0;
+            let mut decoded = 0;
+            for chunk in flood.chunks(4096) {
+                decoder.feed(chunk, &mut out);
+                for item in out.drain(..) {
+                    if let Decoded::Sample(sample) = item {
+                        decoded += 1;
+                        if !sample.quality.contains(Quality::ARTEFACT) {
+                            trusted += 1;
+                        }
+                    }
+                }
+            }
+            assert_eq!(
+                trusted, 0,
+                "{name}: {trusted} of {decoded} readings from noise trusted"
+            );
+        }
+    }
+
+    #[test]
+    fn after_garbage_a_checksumless_stream_is_trusted_again_once_it_proved_itself() {
+        let frame = [0x80, 0x48, 0x61, 0x00]; // DF8: SpO2 97, pulse 72, status clean
+        let confirm = <nonin::Df8 as FrameFormat>::CONFIRM_AFTER_SKIP;
+        let mut decoder = nonin::decoder(nonin::Format::Df8);
+        let mut out = Vec::new();
+        decoder.feed(&[0x12, 0x7F], &mut out);
+        for _ in 0..=confirm {
+            decoder.feed(&frame, &mut out);
+        }
+        let flags: Vec<bool> = out
+            .iter()
+            .filter_map(|item| match item {
+                Decoded::Sample(s) => Some(s.quality.contains(Quality::ARTEFACT)),
+                Decoded::Error(_) => None,
+            })
+            .collect();
+        let mut expected = vec![true; confirm];
+        expected.push(false);
+        assert_eq!(flags, expected);
     }
 }

@@ -263,9 +263,12 @@ impl FrameSink for Packet {
 }
 
 /// DF8: four bytes once a second, the first with bit 7 set, the others with bit 7 clear.
-struct Df8;
+pub(super) struct Df8;
 
 impl FrameFormat for Df8 {
+    /// No checksum, and random bytes pass DF8's bit-7 framing and plausibility about once in
+    /// seven frame slots: 6 clean frames in a row (6 s) before the stream is trusted again.
+    const CONFIRM_AFTER_SKIP: usize = 6;
     fn starts(first: u8) -> bool {
         first & 0x80 != 0
     }
@@ -832,7 +835,7 @@ pub(crate) mod tests {
         let out = assert_split_invariant(&df8, &stream);
         assert_eq!(
             samples(&out),
-            vec![
+            after_garbage(vec![
                 spo2_hr(Some(97.0), Some(72.0), Quality::GOOD),
                 spo2_hr(
                     Some(90.0),
@@ -840,7 +843,7 @@ pub(crate) mod tests {
                     Quality::LOW_PERFUSION | Quality::ARTEFACT
                 ),
                 spo2_hr(Some(97.0), Some(72.0), Quality::GOOD),
-            ]
+            ])
         );
         let runs: Vec<_> = errors(&out).iter().map(|e| (e.kind, e.skipped)).collect();
         assert_eq!(
