@@ -357,7 +357,8 @@ fn session_plan(
             error(
                 key,
                 format!(
-                    "{key} ({value}) must come after {previous_key} ({previous_value}): phases go                      baseline → infusion → recovery → ended"
+                    "{key} ({value}) must come after {previous_key} ({previous_value}): phases go \
+                     baseline → infusion → recovery → ended"
                 ),
             );
         }
@@ -690,9 +691,9 @@ silent = {{ role = \"bp_cuff\", for_s = 1200 }}
         assert_eq!(errors[0].0, Some(9));
         assert_eq!(errors[0].1.as_deref(), Some("recovery_s"));
         assert!(
-            errors[0]
-                .2
-                .contains("recovery_s (600) must come after infusion_s (900)"),
+            errors[0].2.contains(
+                "recovery_s (600) must come after infusion_s (900): phases go baseline → infusion"
+            ),
             "{errors:?}"
         );
 
