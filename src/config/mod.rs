@@ -390,11 +390,25 @@ impl Config {
             ));
         }
 
+        // A mistyped directory would silently fall back to the built-in profiles of the same
+        // names, with their line settings instead of the clinic's.
         let profiles_dir = file
             .profiles
             .dir
             .as_ref()
             .map(|dir| source.resolve(dir.get_ref()));
+        if let (Some(dir), Some(path)) = (&file.profiles.dir, &profiles_dir)
+            && !path.is_dir()
+        {
+            errors.push(source.error_at(
+                dir.span(),
+                format!(
+                    "profiles dir `{}` is not a directory ({})",
+                    dir.get_ref(),
+                    path.display()
+                ),
+            ));
+        }
 
         let mut ids = HashSet::new();
         let mut devices = Vec::new();
@@ -1006,6 +1020,18 @@ mod tests {
         assert!(error.message.contains("at least 1"), "{errors}");
         let config = parse("[recording]\nkeep_days = 1\n").unwrap();
         assert_eq!(config.recording.keep_days, Some(1));
+    }
+
+    #[test]
+    fn a_profiles_dir_that_is_not_a_directory_is_refused_at_its_line() {
+        let errors = parse(
+            "[profiles]\ndir = \"/nonexistent/profiles\"\n\n[[device]]\nid = \"ox1\"\nprofile = \"simulated-oximeter\"\nscenario = \"typical-infusion\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!((error.line, error.key.as_deref()), (Some(2), Some("dir")));
+        assert!(error.message.contains("is not a directory"), "{errors}");
     }
 
     #[test]
