@@ -116,12 +116,11 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         rules,
         database: Arc::new(config.recording.database.clone()),
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            notify(&[NotifyState::Stopping]);
-        })
-        .await;
+    crate::server::serve(listener, app, async {
+        shutdown_signal().await;
+        notify(&[NotifyState::Stopping]);
+    })
+    .await;
     for driver in drivers {
         driver.abort();
     }
@@ -135,7 +134,6 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     if let Some(writer) = writer {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
-    served.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -13,6 +13,9 @@
 //! the engine runs; a panel that misses them shows MONITOR OFFLINE.
 
 mod export;
+mod serve;
+
+pub use serve::serve;
 
 use std::convert::Infallible;
 use std::sync::Arc;
