@@ -115,6 +115,9 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         tokens: Arc::new(config.tokens),
         rules,
         database: Arc::new(config.recording.database.clone()),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            crate::server::MAX_EVENT_STREAMS,
+        )),
     });
     crate::server::serve(listener, app, async {
         shutdown_signal().await;

@@ -46,6 +46,9 @@ use crate::vitals::Phase;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How often the event stream says the daemon is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Event streams open at once (a panel holds one; 50 cost the daemon under 2 MiB, see
+/// BENCHMARKS.md); one more is refused with a 503.
+pub const MAX_EVENT_STREAMS: usize = 100;
 
 /// The panel's files, built into the binary.
 const PANEL_HTML: &str = include_str!("panel/index.html");
@@ -65,6 +68,8 @@ pub struct AppState {
     pub rules: Arc<RulesView>,
     /// The session database, which exports read (read-only, beside the daemon's writer).
     pub database: Arc<std::path::PathBuf>,
+    /// One permit per open event stream, [`MAX_EVENT_STREAMS`] in all.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -369,6 +374,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let slot = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "too many event streams are open ({MAX_EVENT_STREAMS} at once); close a panel or try again shortly"
+                ),
+            )
+        })?;
     // Subscribe before the snapshot, so nothing falls between the two.
     let receiver = state.engine.subscribe();
     let snapshot = status_response(&state).await?;
@@ -385,7 +402,12 @@ async fn events(
         })
     });
     let stream = stream::once(async move { Ok(first) })
-        .chain(stream::select(live, heartbeats(state.engine.clone())));
+        .chain(stream::select(live, heartbeats(state.engine.clone())))
+        // The stream holds its slot until the client goes.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5))))
 }
 
