@@ -44,6 +44,9 @@ use crate::vitals::Phase;
 
 /// Largest request body accepted: session commands and notes are small.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long a request body may take to arrive once its head has (a slow-body client holds a
+/// connection no longer than this).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the event stream says the daemon is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Event streams open at once (a panel holds one; 50 cost the daemon under 2 MiB, see
@@ -130,7 +133,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
+        // A declared length over the limit is refused before waiting for any of the body.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Json::<T>::from_request(request, state));
+        let Ok(parsed) = read.await else {
+            return Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        match parsed {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => {
                 let status = match &rejection {
