@@ -94,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/audio-pause", post(audio_pause))
         .route("/api/v1/sessions", get(export::list))
         .route("/api/v1/sessions/{id}/export", get(export::export))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -167,6 +169,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
         }
     }
+}
+
+/// Every answer the API gives is JSON, an unknown path's included.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    // The path is the client's own, but keep an answer to a huge one small.
+    let path: String = uri.path().chars().take(100).collect();
+    ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here"),
+    )
 }
 
 async fn index() -> Response {
@@ -309,9 +325,12 @@ fn alarms_response(alarms: Vec<AlarmView>) -> Response {
 
 fn alarm_id(id: &str) -> Result<AlarmId, ApiError> {
     id.parse().map(AlarmId).map_err(|_| {
+        // Quote a little of it: the answer to a 10 kB path need not be 10 kB.
+        let quoted: String = id.chars().take(40).collect();
+        let more = if quoted.len() < id.len() { "…" } else { "" };
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("`{id}` is not an alarm id"),
+            format!("`{quoted}{more}` is not an alarm id"),
         )
     })
 }
@@ -361,6 +380,7 @@ impl FromRequestParts<AppState> for Nurse {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
+            .filter(|token| !token.is_empty())
             .ok_or_else(|| {
                 ApiError(
                     StatusCode::UNAUTHORIZED,
