@@ -490,4 +490,40 @@ mod tests {
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
     }
+
+    /// What the nurse-token check relies on, beyond the obvious: a difference anywhere (first
+    /// byte, last byte, one bit) and any length difference (a prefix either way, trailing
+    /// zero bytes, which the loop pads with) make tokens unequal. Timing is not measured here:
+    /// the function has no early return, and its loop runs over the longer length whatever
+    /// the bytes.
+    #[test]
+    fn constant_time_eq_refuses_every_near_miss() {
+        let token = b"ward-a-station-token-0001";
+        assert!(constant_time_eq(token, b"ward-a-station-token-0001"));
+        let mut near_misses: Vec<Vec<u8>> = Vec::new();
+        for index in [0, token.len() / 2, token.len() - 1] {
+            for bit in [0x01, 0x80] {
+                let mut flipped = token.to_vec();
+                flipped[index] ^= bit;
+                near_misses.push(flipped);
+            }
+        }
+        near_misses.push(token[..token.len() - 1].to_vec());
+        near_misses.push(token[1..].to_vec());
+        near_misses.push([&token[..], b"x"].concat());
+        near_misses.push([&token[..], &[0u8]].concat());
+        near_misses.push([&token[..], &token[..]].concat());
+        near_misses.push(token.to_ascii_uppercase());
+        near_misses.push(Vec::new());
+        for miss in &near_misses {
+            assert!(
+                !constant_time_eq(token, miss) && !constant_time_eq(miss, token),
+                "{:?}",
+                String::from_utf8_lossy(miss)
+            );
+        }
+        // Zero bytes against nothing: only the length tells them apart.
+        assert!(!constant_time_eq(&[0, 0], &[]));
+        assert!(!constant_time_eq(&[0], &[0, 0]));
+    }
 }
