@@ -122,13 +122,15 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
         tokens: Arc::new(config.tokens),
         rules,
         database: Arc::new(config.recording.database.clone()),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            crate::server::MAX_EVENT_STREAMS,
+        )),
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            notify(&[NotifyState::Stopping]);
-        })
-        .await;
+    crate::server::serve(listener, app, async {
+        shutdown_signal().await;
+        notify(&[NotifyState::Stopping]);
+    })
+    .await;
     for driver in drivers {
         driver.abort();
     }
@@ -142,7 +144,6 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     if let Some(writer) = writer {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
-    served.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,23 +1,12 @@
 //! Contec legacy and V7: the first byte picks the protocol and the chunk size.
+//!
+//! The check itself is `common::contec`, shared with the stable driver `tests/fuzz_stable.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vitalwatch::acquire::decode::contec::{self, Format};
 
 mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, stream)) = data.split_first() else {
-        return;
-    };
-    let format = if selector % 2 == 0 {
-        Format::Legacy
-    } else {
-        Format::V7
-    };
-    common::check(
-        &|| contec::decoder(format),
-        stream,
-        usize::from(selector / 2) + 1,
-    );
+    common::contec(data);
 });

@@ -105,7 +105,7 @@ struct ScenarioConfig {
     seed: u64,
     duration_s: Option<f64>,
     session: Option<toml::Spanned<SessionConfig>>,
-    baseline: BTreeMap<Vital, BaselineConfig>,
+    baseline: BTreeMap<Vital, toml::Spanned<BaselineConfig>>,
     #[serde(default)]
     step: Vec<toml::Spanned<StepConfig>>,
 }
@@ -202,11 +202,12 @@ impl Scenario {
         let config: ScenarioConfig = source.parse()?;
         let mut errors = Vec::new();
         let mut tracks = BTreeMap::new();
-        for (vital, baseline) in &config.baseline {
+        for (vital, spanned) in &config.baseline {
+            let baseline = spanned.get_ref();
             let (low, high) = vital.plausible_range();
             if !(low..=high).contains(&baseline.value) || !(0.0..=high).contains(&baseline.noise) {
-                errors.push(ConfigError::whole_file(
-                    &source.name,
+                errors.push(source.error_at(
+                    spanned.span(),
                     format!("baseline of {vital} must lie in {low}..={high} with noise ≥ 0"),
                 ));
             }
@@ -356,7 +357,8 @@ fn session_plan(
             error(
                 key,
                 format!(
-                    "{key} ({value}) must come after {previous_key} ({previous_value}): phases go                      baseline → infusion → recovery → ended"
+                    "{key} ({value}) must come after {previous_key} ({previous_value}): phases go \
+                     baseline → infusion → recovery → ended"
                 ),
             );
         }
@@ -665,6 +667,22 @@ silent = {{ role = \"bp_cuff\", for_s = 1200 }}
     }
 
     #[test]
+    fn an_impossible_baseline_is_an_error_on_its_own_line() {
+        let errors = errors_of(
+            "description = \"t\"\n[baseline]\npulse_rate = { value = 75 }\nspo2 = { value = 120, noise = 0.5 }\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].0, errors[0].1.as_deref()),
+            (Some(4), Some("spo2"))
+        );
+        assert!(
+            errors[0].2.contains("baseline of spo2 must lie in 0..=100"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn phases_out_of_order_are_an_error_on_their_line() {
         let errors = errors_of(&format!(
             "duration_s = 3600\n{BASE}[session]\ninfusion_s = 900\nrecovery_s = 600\n"
@@ -673,9 +691,9 @@ silent = {{ role = \"bp_cuff\", for_s = 1200 }}
         assert_eq!(errors[0].0, Some(9));
         assert_eq!(errors[0].1.as_deref(), Some("recovery_s"));
         assert!(
-            errors[0]
-                .2
-                .contains("recovery_s (600) must come after infusion_s (900)"),
+            errors[0].2.contains(
+                "recovery_s (600) must come after infusion_s (900): phases go baseline → infusion"
+            ),
             "{errors:?}"
         );
 

@@ -163,7 +163,7 @@ const DEFAULT_REPEAT: Duration = Duration::from_secs(30);
 struct RecordingFile {
     /// The session database; relative to the config file.
     database: Option<String>,
-    keep_days: Option<u32>,
+    keep_days: Option<toml::Spanned<u32>>,
 }
 
 /// Where sessions are recorded, and for how long.
@@ -182,7 +182,7 @@ pub struct RecordingConfig {
 struct ProfilesFile {
     /// A directory of the clinic's own device profiles (`NAME.toml`), searched before the
     /// built-in ones; relative to the config file.
-    dir: Option<String>,
+    dir: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -381,11 +381,39 @@ impl Config {
             ));
         }
 
+        if let Some(keep_days) = &file.recording.keep_days
+            && *keep_days.get_ref() == 0
+        {
+            errors.push(source.error_at(
+                keep_days.span(),
+                "keep_days must be at least 1: 0 would delete every ended session at each start",
+            ));
+        }
+
+        // A mistyped directory would silently fall back to the built-in profiles of the same
+        // names, with their line settings instead of the clinic's.
+        let profiles_dir = file
+            .profiles
+            .dir
+            .as_ref()
+            .map(|dir| source.resolve(dir.get_ref()));
+        if let (Some(dir), Some(path)) = (&file.profiles.dir, &profiles_dir)
+            && !path.is_dir()
+        {
+            errors.push(source.error_at(
+                dir.span(),
+                format!(
+                    "profiles dir `{}` is not a directory ({})",
+                    dir.get_ref(),
+                    path.display()
+                ),
+            ));
+        }
+
         let mut ids = HashSet::new();
         let mut devices = Vec::new();
         for spanned in &file.device {
             let span = spanned.span();
-            let profiles_dir = file.profiles.dir.as_deref().map(|dir| source.resolve(dir));
             match resolve_device(
                 source,
                 span.clone(),
@@ -421,7 +449,7 @@ impl Config {
                         Some(path) => source.resolve(path),
                         None => default_database(source),
                     },
-                    keep_days: file.recording.keep_days,
+                    keep_days: file.recording.keep_days.map(toml::Spanned::into_inner),
                 },
                 alertmanager,
             }),
@@ -978,6 +1006,32 @@ mod tests {
             );
             assert!(error.message.contains(message), "{errors}");
         }
+    }
+
+    #[test]
+    fn keep_days_zero_is_refused_at_its_line() {
+        let errors = parse("[recording]\nkeep_days = 0\n").unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (Some(2), Some("keep_days"))
+        );
+        assert!(error.message.contains("at least 1"), "{errors}");
+        let config = parse("[recording]\nkeep_days = 1\n").unwrap();
+        assert_eq!(config.recording.keep_days, Some(1));
+    }
+
+    #[test]
+    fn a_profiles_dir_that_is_not_a_directory_is_refused_at_its_line() {
+        let errors = parse(
+            "[profiles]\ndir = \"/nonexistent/profiles\"\n\n[[device]]\nid = \"ox1\"\nprofile = \"simulated-oximeter\"\nscenario = \"typical-infusion\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!((error.line, error.key.as_deref()), (Some(2), Some("dir")));
+        assert!(error.message.contains("is not a directory"), "{errors}");
     }
 
     #[test]

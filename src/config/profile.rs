@@ -5,6 +5,7 @@
 //! protocol, commands, USB ids). Each file opens with a comment block: what device, how to put
 //! it in the right output mode, where its format is documented.
 
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
@@ -247,9 +248,9 @@ struct ProfileFile {
     vitals: Vec<Vital>,
     interval_s: f64,
     silent_after_s: Option<f64>,
-    simulator: Option<SimulatorProfile>,
-    serial: Option<SerialFile>,
-    ble: Option<BleProfile>,
+    simulator: Option<toml::Spanned<SimulatorProfile>>,
+    serial: Option<toml::Spanned<SerialFile>>,
+    ble: Option<toml::Spanned<BleProfile>>,
 }
 
 /// How a Bluetooth LE device is reached and decoded.
@@ -306,10 +307,18 @@ impl Profile {
                 ));
             }
         }
+        let tables: Vec<Range<usize>> = [
+            file.simulator.as_ref().map(toml::Spanned::span),
+            file.serial.as_ref().map(toml::Spanned::span),
+            file.ble.as_ref().map(toml::Spanned::span),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let transport = match (file.simulator, file.serial, file.ble) {
-            (Some(simulator), None, None) => Some(Transport::Simulator(simulator)),
-            (None, None, Some(ble)) => Some(Transport::Ble(ble)),
-            (None, Some(serial), None) => match serial_profile(serial) {
+            (Some(simulator), None, None) => Some(Transport::Simulator(simulator.into_inner())),
+            (None, None, Some(ble)) => Some(Transport::Ble(ble.into_inner())),
+            (None, Some(serial), None) => match serial_profile(serial.into_inner()) {
                 Ok(serial) => Some(Transport::Serial(serial)),
                 Err((key, message)) => {
                     errors.push(source.error_at_key(whole.clone(), key, message));
@@ -317,10 +326,18 @@ impl Profile {
                 }
             },
             _ => {
-                errors.push(source.error_at(
-                    whole.clone(),
-                    "a profile needs exactly one transport table: [simulator], [serial] or [ble]",
-                ));
+                const EXACTLY_ONE: &str =
+                    "a profile needs exactly one transport table: [simulator], [serial] or [ble]";
+                // At the second table when there are several; at the file's start when none
+                // (no key: the line there is about something else).
+                let mut error = match tables.get(1) {
+                    Some(second) => {
+                        source.error_at(second.clone(), format!("{EXACTLY_ONE}; this is another"))
+                    }
+                    None => source.error_at(whole.clone(), format!("{EXACTLY_ONE}; it has none")),
+                };
+                error.key = None;
+                errors.push(error);
                 None
             }
         };
@@ -478,5 +495,30 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors.0.len(), 2, "{errors}");
         assert_eq!(errors.0[0].line, Some(5));
+        // The file's start, without the key written there (`name` is not at fault).
+        assert_eq!(
+            (errors.0[1].line, errors.0[1].key.as_deref()),
+            (Some(1), None)
+        );
+        assert!(errors.0[1].message.contains("it has none"), "{errors}");
+    }
+
+    #[test]
+    fn a_profile_with_two_transports_is_refused_at_the_second() {
+        let errors = Profile::parse(&Source::built_in(
+            "p",
+            "name = \"x\"\ndescription = \"x\"\nvitals = [\"spo2\"]\ninterval_s = 1\n\n[simulator]\nrole = \"oximeter\"\n\n[ble]\nprotocol = { family = \"pulse_oximeter\" }\n",
+        ))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(
+            (errors.0[0].line, errors.0[0].key.as_deref()),
+            (Some(9), None),
+            "{errors}"
+        );
+        assert!(
+            errors.0[0].message.contains("exactly one transport table"),
+            "{errors}"
+        );
     }
 }

@@ -268,13 +268,18 @@ pub fn parse_rule_set(source: &Source) -> Result<RuleSet, ConfigErrors> {
         .map(|c| c.as_str())
         .collect();
     if !missing.is_empty() {
-        problems.errors.push(ConfigError::whole_file(
-            &source.name,
+        // Point at the last [[technical]] table, after which the missing ones belong (or at
+        // the file's start when there is none).
+        let place = file.technical.last().map_or(0..0, toml::Spanned::span);
+        let mut error = source.error_at(
+            place,
             format!(
                 "every technical alarm must be configured with a [[technical]] table; missing: {}",
                 missing.join(", ")
             ),
-        ));
+        );
+        error.key = None;
+        problems.errors.push(error);
     }
 
     if !problems.errors.is_empty() {
@@ -694,6 +699,24 @@ armed = ["infusion"]
         assert!(errors.0[0].message.contains("configured twice"), "{errors}");
         assert!(
             errors.0[1].message.contains("missing: device_silent"),
+            "{errors}"
+        );
+        // At the last [[technical]] table, where the missing ones go.
+        assert_eq!(errors.0[1].line, Some(9), "{errors}");
+    }
+
+    #[test]
+    fn a_rule_file_without_technical_tables_is_refused_at_a_line() {
+        let text = "audio_pause_s = 120\n[bp_schedule]\nbaseline_s = 600\ninfusion_s = 600\nrecovery_s = 900\n";
+        let errors = parse(text).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(
+            (errors.0[0].line, errors.0[0].key.as_deref()),
+            (Some(1), None),
+            "{errors}"
+        );
+        assert!(
+            errors.0[0].message.contains("missing: device_silent"),
             "{errors}"
         );
     }

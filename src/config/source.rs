@@ -116,7 +116,15 @@ impl Source {
         toml::from_str(&self.text).map_err(|e| {
             let message = e.message().trim().to_string();
             match e.span() {
-                Some(span) => self.error_at(span, message),
+                Some(span) => {
+                    let mut error = self.error_at(span, &message);
+                    // An unknown or missing field is itself the key at fault: for a table
+                    // (`[alarm]`) or a missing key the line holds no `key =`, or another one.
+                    if let Some(field) = field_named_by(&message) {
+                        error.key = Some(field);
+                    }
+                    error
+                }
                 None => ConfigError::whole_file(&self.name, message),
             }
         })
@@ -201,6 +209,14 @@ impl Source {
     }
 }
 
+/// The field an `unknown field `x`` or `missing field `x`` message names.
+fn field_named_by(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?;
+    rest.split_once('`').map(|(field, _)| field.to_string())
+}
+
 /// The key a `key = value` line sets (dotted keys and inline-table starts included).
 fn key_of_line(line: &str) -> Option<String> {
     let line = line.trim_start().trim_start_matches('{').trim_start();
@@ -248,6 +264,24 @@ mod tests {
         assert_eq!(error.line, Some(3));
         assert_eq!(error.key.as_deref(), Some("speed"));
         assert!(error.to_string().contains("speed = \"fast\""), "{error}");
+    }
+
+    #[test]
+    fn a_missing_field_is_the_key_named_not_the_one_on_the_line() {
+        // The span of a missing top-level field is the file's start, whose line sets `name`.
+        let source = Source::built_in("t", "name = \"a\"\n");
+        let error = source.parse::<Sample>().unwrap_err();
+        assert_eq!(error.line, Some(1));
+        assert_eq!(error.key.as_deref(), Some("speed"), "{error}");
+        assert!(error.message.contains("missing field `speed`"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_table_is_the_key_named() {
+        let source = Source::built_in("t", "name = \"a\"\nspeed = 1.0\n\n[sped]\nx = 1\n");
+        let error = source.parse::<Sample>().unwrap_err();
+        assert_eq!(error.line, Some(4));
+        assert_eq!(error.key.as_deref(), Some("sped"), "{error}");
     }
 
     #[test]

@@ -343,7 +343,10 @@ impl EngineTask {
         let Some(open) = open else { return };
         let now = self.clock.now();
         let utc = self.clock.utc_at(now);
-        tracing::warn!(session = %open.id, phase = %open.phase, "resuming the session the daemon was recording when it stopped");
+        // No session id in the log (here or below): it stays in the clinical record, the
+        // recording and the API's session view; one session at a time per daemon, so the
+        // log's times say which.
+        tracing::warn!(phase = %open.phase, "resuming the session the daemon was recording when it stopped");
         self.session = Some(Session {
             id: open.id.clone(),
             phase: open.phase,
@@ -650,7 +653,7 @@ impl EngineTask {
         }
         let now = self.clock.now();
         let session = Session::start(id, now, self.clock.utc_at(now));
-        tracing::info!(session = %session.id, by = %by, "session started");
+        tracing::info!(by = %by, "session started");
         self.session = Some(session);
         self.enter_phase(Phase::Baseline, now, by, SessionChange::Started)
     }
@@ -681,7 +684,7 @@ impl EngineTask {
                 CommandError::Conflict("no session is active; start one first".into())
             })?;
         // The text stays out of the log: it is clinical content; the event stream carries it.
-        tracing::info!(session = %session.id, by = %by, chars = length, "note");
+        tracing::info!(by = %by, chars = length, "note");
         let event = SessionEvent {
             session,
             change: SessionChange::Note,
@@ -706,7 +709,7 @@ impl EngineTask {
         session
             .move_to(phase, now, utc)
             .map_err(CommandError::Conflict)?;
-        tracing::info!(session = %session.id, phase = %phase, by = %by, "phase");
+        tracing::info!(phase = %phase, by = %by, "phase");
         self.enter_phase(phase, now, by, SessionChange::Phase)
     }
 

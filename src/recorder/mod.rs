@@ -560,12 +560,13 @@ impl RecordError {
 fn open_key(open: &Option<(SessionId, i64)>, session: &SessionId) -> Result<i64, RecordError> {
     match open {
         Some((id, key)) if id == session => Ok(*key),
-        Some((id, _)) => Err(RecordError::Invalid(format!(
-            "it belongs to session {session}, but the open session is {id}"
+        // The reasons name sessions by key, never by id: the recorder logs them.
+        Some((_, key)) => Err(RecordError::Invalid(format!(
+            "it belongs to another session than the open one (key {key})"
         ))),
-        None => Err(RecordError::Invalid(format!(
-            "it belongs to session {session}, which is not open"
-        ))),
+        None => Err(RecordError::Invalid(
+            "it belongs to a session that is not open".to_string(),
+        )),
     }
 }
 
@@ -595,9 +596,9 @@ fn insert(
             ])?;
         }
         Record::SessionStarted { session, at, by } => {
-            if let Some((id, _)) = open {
+            if let Some((_, key)) = open {
                 return Err(RecordError::Invalid(format!(
-                    "session {id} is still open: end it before starting session {session}"
+                    "a session (key {key}) is still open: end it before starting another"
                 )));
             }
             tx.prepare_cached("INSERT INTO session (id, started_us) VALUES (?1, ?2)")?

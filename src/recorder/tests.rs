@@ -472,7 +472,17 @@ fn a_batch_with_a_refused_record_leaves_nothing_of_itself() {
         matches!(err, StoreError::InvalidRecord { index: 2, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("OTHER"), "{err}");
+    // It says why, naming the open session by its key: the reason is logged, and the log
+    // carries no session id.
+    assert!(
+        err.to_string()
+            .contains("belongs to another session than the open one (key 1)"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("OTHER") && !err.to_string().contains("S1"),
+        "{err}"
+    );
     assert_eq!(reading_count(&store, key), 0);
     assert_eq!(timeline(&store, key).len(), 1, "only the start");
 

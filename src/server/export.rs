@@ -136,8 +136,8 @@ pub(super) async fn export(
     .map_err(blocking_failed)??;
 
     let file_name = session.file_name(format);
+    // The recording's key, not the session id: no identifier in the log.
     tracing::info!(
-        session = %session.summary.id,
         key = session.summary.key.0,
         format = %format,
         by = %by,
@@ -156,7 +156,7 @@ pub(super) async fn export(
         let result = export::export(&store, &session, format, &options, &mut writer, &mut |_| {})
             .and_then(|_| writer.flush().map_err(ExportError::from));
         if let Err(error) = result {
-            tracing::warn!(session = %session.summary.id, format = %format, "export failed: {error}");
+            tracing::warn!(key = session.summary.key.0, format = %format, "export failed: {error}");
             // Abort the response: the client sees a broken transfer, not a short file.
             let _ = sender.blocking_send(Err(io::Error::other(error.to_string())));
         }

@@ -13,6 +13,9 @@
 //! the engine runs; a panel that misses them shows MONITOR OFFLINE.
 
 mod export;
+mod serve;
+
+pub use serve::serve;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -41,8 +44,14 @@ use crate::vitals::Phase;
 
 /// Largest request body accepted: session commands and notes are small.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long a request body may take to arrive once its head has (a slow-body client holds a
+/// connection no longer than this).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the event stream says the daemon is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Event streams open at once (a panel holds one; 50 cost the daemon under 2 MiB, see
+/// BENCHMARKS.md); one more is refused with a 503.
+pub const MAX_EVENT_STREAMS: usize = 100;
 
 /// The panel's files, built into the binary.
 const PANEL_HTML: &str = include_str!("panel/index.html");
@@ -62,6 +71,8 @@ pub struct AppState {
     pub rules: Arc<RulesView>,
     /// The session database, which exports read (read-only, beside the daemon's writer).
     pub database: Arc<std::path::PathBuf>,
+    /// One permit per open event stream, [`MAX_EVENT_STREAMS`] in all.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -83,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/audio-pause", post(audio_pause))
         .route("/api/v1/sessions", get(export::list))
         .route("/api/v1/sessions/{id}/export", get(export::export))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -122,7 +135,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
+        // A declared length over the limit is refused before waiting for any of the body.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Json::<T>::from_request(request, state));
+        let Ok(parsed) = read.await else {
+            return Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        match parsed {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => {
                 let status = match &rejection {
@@ -134,6 +169,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
         }
     }
+}
+
+/// Every answer the API gives is JSON, an unknown path's included.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    // The path is the client's own, but keep an answer to a huge one small.
+    let path: String = uri.path().chars().take(100).collect();
+    ApiError(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here"),
+    )
 }
 
 async fn index() -> Response {
@@ -276,9 +325,12 @@ fn alarms_response(alarms: Vec<AlarmView>) -> Response {
 
 fn alarm_id(id: &str) -> Result<AlarmId, ApiError> {
     id.parse().map(AlarmId).map_err(|_| {
+        // Quote a little of it: the answer to a 10 kB path need not be 10 kB.
+        let quoted: String = id.chars().take(40).collect();
+        let more = if quoted.len() < id.len() { "…" } else { "" };
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("`{id}` is not an alarm id"),
+            format!("`{quoted}{more}` is not an alarm id"),
         )
     })
 }
@@ -328,6 +380,7 @@ impl FromRequestParts<AppState> for Nurse {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
+            .filter(|token| !token.is_empty())
             .ok_or_else(|| {
                 ApiError(
                     StatusCode::UNAUTHORIZED,
@@ -366,6 +419,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let slot = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "too many event streams are open ({MAX_EVENT_STREAMS} at once); close a panel or try again shortly"
+                ),
+            )
+        })?;
     // Subscribe before the snapshot, so nothing falls between the two.
     let receiver = state.engine.subscribe();
     let snapshot = status_response(&state).await?;
@@ -382,7 +447,12 @@ async fn events(
         })
     });
     let stream = stream::once(async move { Ok(first) })
-        .chain(stream::select(live, heartbeats(state.engine.clone())));
+        .chain(stream::select(live, heartbeats(state.engine.clone())))
+        // The stream holds its slot until the client goes.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5))))
 }
 
@@ -419,5 +489,41 @@ mod tests {
         assert!(!constant_time_eq(b"secret-token-123", b"secret-token-12"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    /// What the nurse-token check relies on, beyond the obvious: a difference anywhere (first
+    /// byte, last byte, one bit) and any length difference (a prefix either way, trailing
+    /// zero bytes, which the loop pads with) make tokens unequal. Timing is not measured here:
+    /// the function has no early return, and its loop runs over the longer length whatever
+    /// the bytes.
+    #[test]
+    fn constant_time_eq_refuses_every_near_miss() {
+        let token = b"ward-a-station-token-0001";
+        assert!(constant_time_eq(token, b"ward-a-station-token-0001"));
+        let mut near_misses: Vec<Vec<u8>> = Vec::new();
+        for index in [0, token.len() / 2, token.len() - 1] {
+            for bit in [0x01, 0x80] {
+                let mut flipped = token.to_vec();
+                flipped[index] ^= bit;
+                near_misses.push(flipped);
+            }
+        }
+        near_misses.push(token[..token.len() - 1].to_vec());
+        near_misses.push(token[1..].to_vec());
+        near_misses.push([&token[..], b"x"].concat());
+        near_misses.push([&token[..], &[0u8]].concat());
+        near_misses.push([&token[..], &token[..]].concat());
+        near_misses.push(token.to_ascii_uppercase());
+        near_misses.push(Vec::new());
+        for miss in &near_misses {
+            assert!(
+                !constant_time_eq(token, miss) && !constant_time_eq(miss, token),
+                "{:?}",
+                String::from_utf8_lossy(miss)
+            );
+        }
+        // Zero bytes against nothing: only the length tells them apart.
+        assert!(!constant_time_eq(&[0, 0], &[]));
+        assert!(!constant_time_eq(&[0], &[0, 0]));
     }
 }

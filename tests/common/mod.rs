@@ -13,7 +13,7 @@ pub mod record;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -23,6 +23,8 @@ use serde_json::Value;
 pub struct Daemon {
     child: Child,
     pub base: String,
+    /// Every line the daemon has logged so far (stderr).
+    log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -67,10 +69,13 @@ impl Daemon {
             .expect("spawn vitalwatch");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Keep draining the log so the daemon never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[daemon] {line}");
+                kept.lock().expect("log lock").push(line.clone());
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
                 }
@@ -82,8 +87,14 @@ impl Daemon {
         Daemon {
             child,
             base: format!("http://{addr}"),
+            log,
             _dir: dir,
         }
+    }
+
+    /// The lines the daemon has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
     }
 
     pub fn url(&self, path: &str) -> String {
