@@ -110,9 +110,15 @@ async fn list_adapters() -> Result<Vec<(String, Adapter)>, BleError> {
     let adapters = match tokio::time::timeout(QUERY_TIMEOUT, manager.adapters()).await {
         Ok(Ok(adapters)) => adapters,
         Ok(Err(e)) => {
-            // A session that cannot send (the bus restarted) never recovers: open a new one
-            // next time, or BlueZ would stay unreachable for the daemon's life.
-            forget_shared_manager().await;
+            // BlueZ not (yet) on a working bus: keep the session, which reaches BlueZ once it
+            // starts (a new one per attempt would leak a bus connection each time). Any other
+            // failure is the session's own (the bus restarted and it cannot send): it never
+            // recovers, so the next call opens a new one.
+            let bluez_absent = dbus_error_name(&e).as_deref()
+                == Some("org.freedesktop.DBus.Error.ServiceUnknown");
+            if !bluez_absent {
+                forget_shared_manager().await;
+            }
             return Err(BleError::NoBluez(describe(&e)));
         }
         Err(_) => {
