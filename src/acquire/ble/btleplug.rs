@@ -114,8 +114,8 @@ async fn list_adapters() -> Result<Vec<(String, Adapter)>, BleError> {
             // starts (a new one per attempt would leak a bus connection each time). Any other
             // failure is the session's own (the bus restarted and it cannot send): it never
             // recovers, so the next call opens a new one.
-            let bluez_absent = dbus_error_name(&e).as_deref()
-                == Some("org.freedesktop.DBus.Error.ServiceUnknown");
+            let bluez_absent =
+                dbus_error_name(&e).as_deref() == Some("org.freedesktop.DBus.Error.ServiceUnknown");
             if !bluez_absent {
                 forget_shared_manager().await;
             }
