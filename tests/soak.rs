@@ -90,7 +90,7 @@ struct Options {
 // The devices
 
 /// A serial protocol as the test's fake device writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 enum Wire {
     NoninDf8,
     NoninDf2,
@@ -755,9 +755,13 @@ struct Report {
     startups: Vec<Startup>,
     devices: Vec<DeviceRow>,
     alarms: AlarmSummary,
-    /// From the write of a crossing frame to the `raised` event at each panel (every panel,
-    /// every `spo2_critical` episode).
+    /// From the write of a crossing frame to the `raised` event at the panels, for every
+    /// `spo2_critical` episode: at every panel, at the first and at the last panel to get it,
+    /// and at every panel by the device's protocol.
     alarm_latency_write_to_panel: Spread,
+    alarm_latency_write_to_first_panel: Spread,
+    alarm_latency_write_to_last_panel: Spread,
+    alarm_latency_by_protocol: BTreeMap<String, Spread>,
     alarm_latency_daemon_histogram: harness::DaemonLatency,
     panels: PanelSummary,
     resources: Vec<PhaseResources>,
@@ -803,6 +807,20 @@ fn markdown(report: &Report) -> String {
             s.all_connected_ms
         ));
     }
+    if report.startups.len() > 1 {
+        let median = |f: fn(&Startup) -> Option<f64>| {
+            let values: Vec<f64> = report.startups.iter().filter_map(f).collect();
+            harness::percentile(&values, 50.0).map_or("-".into(), |v| format!("**{v:.1}**"))
+        };
+        line(format!(
+            "| {} | {} | {} | {} | (median of {})",
+            median(|s| Some(s.listening_ms)),
+            median(|s| Some(s.first_status_ms)),
+            median(|s| s.ready_ms),
+            median(|s| Some(s.all_connected_ms)),
+            report.startups.len()
+        ));
+    }
     line("\n## Readings\n".into());
     line("| device | profile | sent | received | recorded | dropped | decode errors | frames | bytes | writer max late (ms) |".into());
     line("|---|---|---|---|---|---|---|---|---|---|".into());
@@ -845,16 +863,34 @@ fn markdown(report: &Report) -> String {
     {
         line(format!("- {what}"));
     }
-    let w = &report.alarm_latency_write_to_panel;
     let h = &report.alarm_latency_daemon_histogram;
     let bound = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("≤ {v} ms"));
     line("\n## Alarm-signal latency\n".into());
     line("| measured | count | p50 | p99 | max |".into());
     line("|---|---|---|---|---|".into());
-    line(format!(
-        "| write of the crossing frame → `raised` at each panel | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-        w.count, w.p50_ms, w.p99_ms, w.max_ms
-    ));
+    let mut spreads = vec![
+        (
+            "write of the crossing frame → `raised` at each panel".to_string(),
+            &report.alarm_latency_write_to_panel,
+        ),
+        (
+            "… at the first panel to get it".to_string(),
+            &report.alarm_latency_write_to_first_panel,
+        ),
+        (
+            "… at the last panel to get it".to_string(),
+            &report.alarm_latency_write_to_last_panel,
+        ),
+    ];
+    for (wire, spread) in &report.alarm_latency_by_protocol {
+        spreads.push((format!("… at each panel, {wire} devices"), spread));
+    }
+    for (what, w) in spreads {
+        line(format!(
+            "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            w.count, w.p50_ms, w.p99_ms, w.max_ms
+        ));
+    }
     line(format!(
         "| daemon histogram (reading arrival → event published; mean {:.3} ms) | {} | {} | {} | |",
         h.mean_ms,
@@ -1214,6 +1250,32 @@ async fn soak_async(options: &Options) -> Result<(), String> {
         failures.push(format!("{scrape_failures} scrapes of /metrics failed"));
     }
 
+    let every_panel: Vec<Duration> = latencies
+        .iter()
+        .flat_map(|e| e.at_panels.iter().copied())
+        .collect();
+    let first_panel: Vec<Duration> = latencies
+        .iter()
+        .filter_map(|e| e.at_panels.iter().min().copied())
+        .collect();
+    let last_panel: Vec<Duration> = latencies
+        .iter()
+        .filter_map(|e| e.at_panels.iter().max().copied())
+        .collect();
+    let by_protocol: BTreeMap<String, Spread> = SERIAL_DEVICES
+        .iter()
+        .map(|(_, wire)| *wire)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|wire| {
+            let of_wire: Vec<Duration> = latencies
+                .iter()
+                .filter(|e| e.wire == wire)
+                .flat_map(|e| e.at_panels.iter().copied())
+                .collect();
+            (wire.profile().to_string(), Spread::of(&of_wire))
+        })
+        .collect();
     let resources = vec![
         phase_resources("idle", &idle_from, &idle_to, &rss_samples, ticks),
         phase_resources("load", &load_from, &load_to, &rss_samples, ticks),
@@ -1231,7 +1293,10 @@ async fn soak_async(options: &Options) -> Result<(), String> {
         startups,
         devices: rows,
         alarms: alarms.0,
-        alarm_latency_write_to_panel: Spread::of(&latencies),
+        alarm_latency_write_to_panel: Spread::of(&every_panel),
+        alarm_latency_write_to_first_panel: Spread::of(&first_panel),
+        alarm_latency_write_to_last_panel: Spread::of(&last_panel),
+        alarm_latency_by_protocol: by_protocol,
         alarm_latency_daemon_histogram: harness::daemon_latency(&metrics),
         panels: panel_summary,
         resources,
@@ -1325,7 +1390,13 @@ fn read_database(path: &Path) -> Result<Recorded, String> {
 
 /// Expected alarms against those raised, panels against the database; the measured latency
 /// of each `spo2_critical` alarm at each panel. Returns the summary, how many panels missed an
-/// alarm event, and the latencies.
+/// alarm event, and the latency of each critical episode.
+/// How long one critical episode's alarm took to reach each panel.
+struct EpisodeLatency {
+    wire: Wire,
+    at_panels: Vec<Duration>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn judge_alarms(
     load_start: Instant,
@@ -1336,7 +1407,7 @@ fn judge_alarms(
     acknowledged: u64,
     active_at_the_end: Vec<String>,
     failures: &mut Vec<String>,
-) -> ((AlarmSummary, usize), Vec<Duration>) {
+) -> ((AlarmSummary, usize), Vec<EpisodeLatency>) {
     // Every alarm raised, as the panels saw it (the earliest arrival).
     let mut raised: BTreeMap<u64, AlarmSeen> = BTreeMap::new();
     for seen in panels.iter().flat_map(|p| &p.alarms) {
@@ -1431,18 +1502,25 @@ fn judge_alarms(
         if episode.rule != CRITICAL.1 {
             continue; // the low rule has a 15 s delay by design
         }
-        let Some(written) = crossing.get(&episode.index) else {
+        let (Some(written), Some((wire, _))) =
+            (crossing.get(&episode.index), sent.get(episode.device))
+        else {
             continue;
         };
-        for panel in panels {
-            if let Some(seen) = panel
-                .alarms
-                .iter()
-                .find(|a| a.id == *id && a.change == "raised")
-            {
-                latencies.push(seen.at.saturating_duration_since(*written));
-            }
-        }
+        let at_panels = panels
+            .iter()
+            .filter_map(|panel| {
+                panel
+                    .alarms
+                    .iter()
+                    .find(|a| a.id == *id && a.change == "raised")
+            })
+            .map(|seen| seen.at.saturating_duration_since(*written))
+            .collect();
+        latencies.push(EpisodeLatency {
+            wire: *wire,
+            at_panels,
+        });
     }
     let summary = AlarmSummary {
         expected: planned.len(),
