@@ -25,10 +25,11 @@ const LIBTEST_WITH_VALUE: [&str; 6] = [
     "--format",
     "-Z",
     "--logfile",
-    "--report-time",
+    "--shuffle-seed",
 ];
-const LIBTEST_FLAGS: [&str; 9] = [
+const LIBTEST_FLAGS: [&str; 12] = [
     "--nocapture",
+    "--no-capture",
     "--show-output",
     "--quiet",
     "-q",
@@ -36,7 +37,9 @@ const LIBTEST_FLAGS: [&str; 9] = [
     "--include-ignored",
     "--test",
     "--bench",
-    "--no-capture",
+    "--report-time",
+    "--ensure-time",
+    "--shuffle",
 ];
 
 /// Parses the arguments after `--` for the test `name`. `own_with_value` are the test's own
