@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod custom_harness;
 pub mod dashboard;
 pub mod frames;
 pub mod prometheus;
@@ -25,6 +26,10 @@ pub struct Daemon {
     pub base: String,
     /// Every line the daemon has logged so far (stderr).
     log: Arc<Mutex<Vec<String>>>,
+    /// When the process was spawned, and when its "listening on" log line was read: the
+    /// start-up time the load tests report.
+    pub spawned: Instant,
+    pub listening: Instant,
     _dir: tempfile::TempDir,
 }
 
@@ -59,6 +64,7 @@ impl Daemon {
             listen.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        let spawned = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vitalwatch"))
             .args(&args)
             .env("VITALWATCH_LOG", "info")
@@ -77,17 +83,19 @@ impl Daemon {
                 eprintln!("[daemon] {line}");
                 kept.lock().expect("log lock").push(line.clone());
                 if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((addr.trim().to_string(), Instant::now()));
                 }
             }
         });
-        let addr = rx
+        let (addr, listening) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the daemon did not report its listening address");
         Daemon {
             child,
             base: format!("http://{addr}"),
             log,
+            spawned,
+            listening,
             _dir: dir,
         }
     }
@@ -122,6 +130,21 @@ impl Daemon {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the daemon to exit (after a SIGTERM, say): its exit status,
+    /// or `None` while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills the daemon at once (SIGKILL: no graceful shutdown) and reaps it.
