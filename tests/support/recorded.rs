@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use vitalwatch::acquire::scenario::Role;
 use vitalwatch::acquire::sim::SimulatedDevice;
 use vitalwatch::config::{DEFAULT_RULES, Source, load_scenario, parse_rule_set};
-use vitalwatch::engine::{AlarmKind, AlarmSource, Change, Priority};
+use vitalwatch::engine::{AlarmKind, AlarmSource, Priority};
 use vitalwatch::recorder::{AlarmRecord, ReadingRecord, Record, Store};
 use vitalwatch::vitals::{
     DeviceId, DeviceMessage, LinkState, Mono, Phase, Quality, SessionId, Vital,
@@ -332,20 +332,6 @@ fn vital_of(source: &AlarmSource) -> Option<Vital> {
     }
 }
 
-fn change_name(change: &Change) -> &'static str {
-    match change {
-        Change::Raised => "raised",
-        Change::Escalated { .. } => "escalated",
-        Change::ConditionEnded => "condition_ended",
-        Change::ConditionReturned => "condition_returned",
-        Change::Acknowledged { .. } => "acknowledged",
-        Change::AudioPaused { .. } => "audio_paused",
-        Change::AudioResumed => "audio_resumed",
-        Change::AdviceChanged => "advice_changed",
-        Change::Ended => "ended",
-    }
-}
-
 /// Writes the built-in `scenario` (which must have a `duration_s` and a `[session]` table),
 /// played for its whole length, as session `id` starting at [`t0`], into the store at `path`.
 pub fn simulated_session(path: &Path, id: &str, scenario: &str) {
@@ -439,7 +425,7 @@ pub fn simulated_session(path: &Path, id: &str, scenario: &str) {
     let mut finished = false;
     for entry in &timeline.entries {
         let t = entry.at.as_secs_f64();
-        let mut change = change_name(&entry.change);
+        let mut change = entry.change.as_str();
         if let Some((alarm, ack_t)) = acknowledged
             && alarm == entry.alarm
         {
