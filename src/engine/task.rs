@@ -255,9 +255,17 @@ struct Recording {
     writer_failure: Option<String>,
     /// Records the queue refused (it was full): their span, written as a gap once it drains.
     refused: Option<LostRecords>,
+    /// Whether the recorder trails by more than [`RECORDING_LAG_LIMIT`].
+    lagging: bool,
     /// What the engine was last told.
     reported_failure: Option<String>,
 }
+
+/// Records that wait this long for their commit are at risk in a crash, and the record's
+/// promise (nothing older than 1 s lost) no longer holds: a recording failure. Real time, as
+/// the disk's is; below the store's 5 s busy timeout, so a database held by another process
+/// shows before the writer gives up on it.
+pub const RECORDING_LAG_LIMIT: Duration = Duration::from_secs(3);
 
 /// A device as the engine task is told of it.
 #[derive(Debug, Clone)]
@@ -339,6 +347,7 @@ impl EngineTask {
     /// Records sessions through `sink`. `open` is a session the store found unended (the
     /// daemon stopped during it): the session goes on, with a gap for the time it was down.
     pub fn attach_recorder(&mut self, sink: RecorderSink, open: Option<OpenSession>) {
+        self.metrics.watch_recorder(sink.progress.clone());
         self.recording.sink = Some(sink);
         let Some(open) = open else { return };
         let now = self.clock.now();
@@ -426,16 +435,14 @@ impl EngineTask {
                     let transitions = self.engine.tick(now);
                     self.publish_transitions(transitions);
                     self.metrics.set_reading_ages(now);
-                    let (lag, pending) = self
+                    let (lag, _) = self
                         .recording
                         .sink
                         .as_ref()
                         .map_or((Duration::ZERO, 0), |sink| sink.progress.lag());
-                    self.metrics.set_recorder(
-                        lag,
-                        pending,
-                        self.recording.reported_failure.is_some(),
-                    );
+                    self.recording.lagging = lag > RECORDING_LAG_LIMIT;
+                    self.metrics
+                        .set_recording_failing(self.recording.reported_failure.is_some());
                     if let Some(watchdog) = self.watchdog.as_mut() {
                         watchdog.ticked(at);
                     }
@@ -490,6 +497,10 @@ impl EngineTask {
         let failure = match (&self.recording.writer_failure, &self.recording.refused) {
             (Some(why), _) => Some(why.clone()),
             (None, Some(_)) => Some("the recorder cannot keep up: its queue is full".to_string()),
+            (None, None) if self.recording.lagging => Some(format!(
+                "records wait more than {} s for the disk (slow, or the database locked)",
+                RECORDING_LAG_LIMIT.as_secs()
+            )),
             (None, None) => None,
         };
         if failure == self.recording.reported_failure {

@@ -3,7 +3,8 @@
 //! The engine task converts its events into [`Record`]s ([`records_of`]) and queues them on a
 //! bounded channel without ever blocking (`try_send`); the thread writes them in batches, one
 //! transaction each, at most [`BATCH_WINDOW`] after the first record of a batch, so committed
-//! data trails the engine by well under a second. When a write fails (disk full, database
+//! data trails the engine by well under a second while the disk keeps up; [`Progress`] says by
+//! how much it trails (the engine raises recording failure past `RECORDING_LAG_LIMIT`). When a write fails (disk full, database
 //! locked or corrupt) the thread keeps the batch, reports [`Health::Failing`] (the engine
 //! raises the recording-failure technical alarm), and retries every [`RETRY`] until it works;
 //! then it reports [`Health::Recording`] again. Monitoring never waits for the disk.
@@ -48,7 +49,8 @@ pub enum Health {
 
 /// The engine task's end of the recorder.
 pub struct RecorderSink {
-    queue: SyncSender<Record>,
+    /// Each record with when it was queued, so the lag counts its wait in the queue too.
+    queue: SyncSender<(Instant, Record)>,
     /// Changes whenever recording starts failing or works again.
     pub health: watch::Receiver<Health>,
     pub progress: Arc<Progress>,
@@ -58,7 +60,7 @@ pub struct RecorderSink {
 #[derive(Debug)]
 pub struct Progress {
     epoch: Instant,
-    /// When the oldest record the thread holds uncommitted arrived (nanoseconds since
+    /// When the oldest record the thread holds uncommitted was queued (nanoseconds since
     /// `epoch`), or `u64::MAX` when it holds none.
     oldest_pending_ns: AtomicU64,
     pending: AtomicUsize,
@@ -76,13 +78,17 @@ impl Progress {
     /// How long the oldest uncommitted record has waited (zero when caught up), and how many
     /// records wait.
     pub fn lag(&self) -> (Duration, usize) {
+        self.lag_at(Instant::now())
+    }
+
+    fn lag_at(&self, now: Instant) -> (Duration, usize) {
         let pending = self.pending.load(Ordering::Relaxed);
         let oldest = self.oldest_pending_ns.load(Ordering::Relaxed);
         if pending == 0 || oldest == u64::MAX {
             return (Duration::ZERO, pending);
         }
         let since = self.epoch + Duration::from_nanos(oldest);
-        (Instant::now().saturating_duration_since(since), pending)
+        (now.saturating_duration_since(since), pending)
     }
 
     fn set(&self, pending: usize, oldest: Option<Instant>) {
@@ -98,9 +104,11 @@ impl RecorderSink {
     /// Queues a record without waiting. The record comes back if the queue is full or the
     /// thread is gone: the caller must treat recording as failing.
     pub fn send(&self, record: Record) -> Result<(), Record> {
-        self.queue.try_send(record).map_err(|error| match error {
-            TrySendError::Full(record) | TrySendError::Disconnected(record) => record,
-        })
+        self.queue
+            .try_send((Instant::now(), record))
+            .map_err(|error| match error {
+                TrySendError::Full((_, record)) | TrySendError::Disconnected((_, record)) => record,
+            })
     }
 }
 
@@ -166,11 +174,10 @@ impl LostRecords {
 
 struct Writer {
     store: Store,
-    records: Receiver<Record>,
+    records: Receiver<(Instant, Record)>,
     health: watch::Sender<Health>,
-    pending: VecDeque<Record>,
-    /// When the oldest of `pending` arrived.
-    oldest_pending: Option<Instant>,
+    /// Records not committed yet, each with when it was queued.
+    pending: VecDeque<(Instant, Record)>,
     lost: Option<LostRecords>,
     failing: bool,
     progress: Arc<Progress>,
@@ -179,7 +186,7 @@ struct Writer {
 impl Writer {
     fn new(
         store: Store,
-        records: Receiver<Record>,
+        records: Receiver<(Instant, Record)>,
         health: watch::Sender<Health>,
         progress: Arc<Progress>,
     ) -> Self {
@@ -188,7 +195,6 @@ impl Writer {
             records,
             health,
             pending: VecDeque::new(),
-            oldest_pending: None,
             lost: None,
             failing: false,
             progress,
@@ -204,7 +210,7 @@ impl Writer {
                 Duration::from_secs(3600)
             };
             match self.records.recv_timeout(wait) {
-                Ok(record) => self.keep(record),
+                Ok(queued) => self.keep(queued),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.flush();
@@ -215,7 +221,7 @@ impl Writer {
             while self.pending.len() < BATCH_MAX {
                 let left = BATCH_WINDOW.saturating_sub(batch_start.elapsed());
                 match self.records.recv_timeout(left) {
-                    Ok(record) => self.keep(record),
+                    Ok(queued) => self.keep(queued),
                     Err(_) => break,
                 }
             }
@@ -223,39 +229,53 @@ impl Writer {
         }
     }
 
-    fn keep(&mut self, record: Record) {
-        self.oldest_pending.get_or_insert_with(Instant::now);
-        self.pending.push_back(record);
+    fn keep(&mut self, queued: (Instant, Record)) {
+        self.pending.push_back(queued);
         while self.pending.len() > MAX_PENDING {
-            if let Some(dropped) = self.pending.pop_front() {
+            if let Some((_, dropped)) = self.pending.pop_front() {
                 LostRecords::note(&mut self.lost, &dropped);
             }
         }
+        // Said at once, not after the commit: while a batch is collected or a slow disk
+        // commits it, the lag already counts its oldest record.
+        self.report_progress();
+    }
+
+    fn report_progress(&self) {
+        self.progress
+            .set(self.pending.len(), self.pending.front().map(|(at, _)| *at));
     }
 
     /// Writes what is pending, a batch at a time, and says how far it got.
     fn flush(&mut self) {
         self.write_pending();
-        if self.pending.is_empty() {
-            self.oldest_pending = None;
-        }
-        self.progress.set(self.pending.len(), self.oldest_pending);
+        self.report_progress();
     }
 
     fn write_pending(&mut self) {
         while !self.pending.is_empty() {
             if let Some(lost) = self.lost.take() {
-                self.pending.push_front(
+                let oldest = self
+                    .pending
+                    .front()
+                    .map_or_else(Instant::now, |(at, _)| *at);
+                self.pending.push_front((
+                    oldest,
                     lost.gap(|count| {
                         format!("recording failed: {count} record(s) could not be kept")
                     }),
-                );
+                ));
             }
             let size = self.pending.len().min(BATCH_MAX);
-            let batch: Vec<Record> = self.pending.range(..size).cloned().collect();
+            let batch: Vec<Record> = self
+                .pending
+                .range(..size)
+                .map(|(_, record)| record.clone())
+                .collect();
             match self.store.write(&batch) {
                 Ok(()) => {
                     self.pending.drain(..size);
+                    self.report_progress();
                     self.set_failing(None);
                 }
                 Err(StoreError::InvalidRecord { index, reason }) => {
@@ -378,6 +398,66 @@ mod tests {
             detail: None,
             at: DateTime::<Utc>::from_timestamp(second, 0).unwrap(),
         }
+    }
+
+    /// Polls `done` until it holds: the writer is a thread on a real disk.
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn the_lag_counts_records_from_their_queueing_until_their_commit_however_slow_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite");
+        let (sink, writer) = start(Store::open(&path).unwrap()).unwrap();
+        // Another connection holds the write lock: the writer's commit waits (below the
+        // store's busy timeout), as on a disk that takes its time.
+        let locker = rusqlite::Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+        let before = Instant::now();
+        let started = Record::SessionStarted {
+            session: SessionId::parse("KAP-1").unwrap(),
+            at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
+            by: "nurse-a".into(),
+        };
+        sink.send(started).unwrap();
+        sink.send(link_at(1)).unwrap();
+        let after = Instant::now();
+        wait_until("the writer holds both records", || {
+            sink.progress.lag().1 == 2
+        });
+        // Said while the commit still waits, not once the writer gave up on it.
+        assert_eq!(*sink.health.borrow(), Health::Recording);
+        // Before the commit is done, the lag already runs from the first record's queueing.
+        let (lag, pending) = sink.progress.lag_at(after + Duration::from_secs(4));
+        assert_eq!(pending, 2);
+        assert!(
+            lag >= Duration::from_secs(4) && lag <= Duration::from_secs(4) + (after - before),
+            "{lag:?}"
+        );
+
+        drop(locker); // rolls back: the commit goes through
+        wait_until("the records are committed", || {
+            sink.progress.lag() == (Duration::ZERO, 0)
+        });
+        assert_eq!(
+            *sink.health.borrow(),
+            Health::Recording,
+            "slow is not failed"
+        );
+        drop(sink);
+        writer.join().unwrap();
+        let store = Store::open_read_only(&path).unwrap();
+        assert_eq!(
+            store.sessions().unwrap().len(),
+            1,
+            "the session is recorded"
+        );
     }
 
     #[test]

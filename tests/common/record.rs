@@ -62,3 +62,54 @@ pub fn recorded_keys(store: &Store, session: SessionKey) -> HashSet<ReadingKey> 
         })
         .collect()
 }
+
+/// How far back a SIGKILL may lose what the event stream showed, asked of the daemon just
+/// before the kill: the documented 1 s, or longer while its recorder trails (a disk slower
+/// than the batch window), by as much as its `vitalwatch_recorder_lag_seconds` then said.
+/// Whatever was queued before the scrape minus that lag was committed, so this holds the
+/// daemon to its lag metric as well as to its 1 s.
+pub struct LossWindow {
+    asked: std::time::Instant,
+    lag: std::time::Duration,
+}
+
+/// The loss window the README and SAFETY.md promise while the disk keeps up.
+pub const DOCUMENTED_LOSS_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl LossWindow {
+    pub async fn ask(daemon: &super::Daemon) -> LossWindow {
+        let asked = std::time::Instant::now();
+        let metrics = daemon.get_text("/metrics").await;
+        let lag = super::custom_harness::metric(&metrics, "vitalwatch_recorder_lag_seconds")
+            .first()
+            .map(|(_, seconds)| std::time::Duration::from_secs_f64(*seconds))
+            .expect("vitalwatch_recorder_lag_seconds in /metrics");
+        LossWindow { asked, lag }
+    }
+
+    /// The window for a kill at `killed`.
+    pub fn at(&self, killed: std::time::Instant) -> std::time::Duration {
+        DOCUMENTED_LOSS_WINDOW.max(self.lag + killed.duration_since(self.asked))
+    }
+
+    /// The readings of `seen` (each with when the test saw it) that a kill at `killed` must
+    /// not lose.
+    pub fn must_have<'a>(
+        &self,
+        seen: &'a [(std::time::Instant, ReadingKey)],
+        killed: std::time::Instant,
+    ) -> Vec<&'a ReadingKey> {
+        let window = self.at(killed);
+        if window > DOCUMENTED_LOSS_WINDOW {
+            eprintln!(
+                "the recorder trailed by {:.3} s before the kill: the loss window is {:.3} s",
+                self.lag.as_secs_f64(),
+                window.as_secs_f64()
+            );
+        }
+        seen.iter()
+            .filter(|(at, _)| killed.duration_since(*at) > window)
+            .map(|(_, key)| key)
+            .collect()
+    }
+}
