@@ -35,7 +35,8 @@ use common::pty::FakeDevice;
 use common::{Daemon, EventStream, repo_root};
 use serialport::{SerialPort, TTYPort};
 
-const NAME: &str = "latency";
+const NAME: &str =
+    "every_crossing_frame_written_to_a_serial_line_reaches_an_event_stream_client_as_an_alarm";
 const RULE: &str = "latency_spo2_low";
 /// DF8 frames (protocols.md §5.6): HR 72, SpO2 80 (crossing) or 97 (normal).
 const CROSSING: [u8; 4] = [0x80, 0x48, 80, 0x00];
@@ -62,7 +63,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("tokio runtime: {e}"))?;
-            runtime.block_on(latency(&options))
+            runtime.block_on(every_crossing_frame_written_to_a_serial_line_reaches_an_event_stream_client_as_an_alarm(&options))
         },
     )
 }
@@ -165,7 +166,9 @@ struct Report {
     daemon_histogram: harness::DaemonLatency,
 }
 
-async fn latency(options: &Options) -> Result<(), String> {
+async fn every_crossing_frame_written_to_a_serial_line_reaches_an_event_stream_client_as_an_alarm(
+    options: &Options,
+) -> Result<(), String> {
     let load_before = harness::load_average();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let rules_path = dir.path().join("rules.toml");

@@ -49,7 +49,8 @@ use common::{Daemon, EventStream};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-const NAME: &str = "soak";
+const NAME: &str =
+    "sixteen_devices_fifty_panels_and_a_scrape_a_second_lose_no_reading_and_miss_no_alarm";
 
 fn main() -> ExitCode {
     harness::main_with(
@@ -73,7 +74,9 @@ fn main() -> ExitCode {
             if options.load < Duration::from_secs(10) {
                 return Err("--seconds must be at least 10 (the alarm episodes need it)".into());
             }
-            soak(&options)
+            sixteen_devices_fifty_panels_and_a_scrape_a_second_lose_no_reading_and_miss_no_alarm(
+                &options,
+            )
         },
     )
 }
@@ -948,7 +951,9 @@ fn markdown(report: &Report) -> String {
 // ---------------------------------------------------------------------------------------------
 // The run
 
-fn soak(options: &Options) -> Result<(), String> {
+fn sixteen_devices_fifty_panels_and_a_scrape_a_second_lose_no_reading_and_miss_no_alarm(
+    options: &Options,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
