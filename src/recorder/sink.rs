@@ -461,6 +461,47 @@ mod tests {
     }
 
     #[test]
+    fn a_reading_is_recorded_at_its_receive_time_with_the_devices_own_clock_only_beside_it() {
+        // A monitor whose clock rolled over stamps its reading 1 January 2000.
+        let received = DateTime::<Utc>::from_timestamp(1_795_000_000, 250_000_000).unwrap();
+        let rolled_over = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap();
+        let reading = crate::vitals::Reading {
+            device: crate::vitals::DeviceId::new("ox1"),
+            vital: crate::vitals::Vital::Spo2,
+            value: Some(97.0),
+            quality: crate::vitals::Quality::GOOD,
+            device_time: Some(rolled_over),
+            received: crate::vitals::Mono::ZERO,
+            received_utc: received,
+        };
+        let session = SessionId::parse("KAP-1").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("sessions.sqlite")).unwrap();
+        let mut records = vec![Record::SessionStarted {
+            session: session.clone(),
+            at: received - chrono::TimeDelta::seconds(1),
+            by: "nurse-a".into(),
+        }];
+        records.extend(records_of(
+            &Event::Reading(crate::events::ReadingView::of(&reading, None)),
+            &session,
+        ));
+        store.write(&records).unwrap();
+
+        let key = store.sessions().unwrap()[0].key;
+        let mut stored = Vec::new();
+        store
+            .readings::<StoreError>(key, |r| {
+                stored.push(r);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].received, received, "the record's time");
+        assert_eq!(stored[0].device_time, Some(rolled_over), "kept beside it");
+    }
+
+    #[test]
     fn lost_records_become_one_gap_over_their_whole_span() {
         let mut lost = None;
         for second in [20, 10, 30] {

@@ -539,6 +539,8 @@ fn records_that_do_not_fit_the_session_are_refused() {
         assert!(err.to_string().contains(says), "{err}");
     };
     refused(&mut store, started("S2", at(1), "local"), "still open");
+    // A reading of another session while S1 is open never lands in S1's record.
+    refused(&mut store, spo2("S2", 88.0, at(1)), "another session");
     refused(
         &mut store,
         phase("S1", Phase::Ended, at(1), "local"),
