@@ -8,6 +8,7 @@
 //! (`.venv-validators`, from `tests/validators/requirements.txt`); without it, or without
 //! Chromium, these tests fail with a message saying so: they never skip.
 
+mod common;
 #[path = "support/recorded.rs"]
 mod recorded;
 
@@ -18,14 +19,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use common::repo_root;
 use recorded::*;
 use vitalwatch::export::{self, Format, Options, Session};
 use vitalwatch::recorder::Store;
 use vitalwatch::vitals::Quality;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The validators' Python: `$VITALWATCH_VALIDATOR_PYTHON`, else `.venv-validators`.
 fn python() -> PathBuf {
@@ -454,20 +452,8 @@ fn assert_self_contained(html: &str) {
     assert!(urls.is_empty(), "the report refers to {urls:?}");
 }
 
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("VITALWATCH_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "chromium is not installed at {}: run scripts/test, which installs it",
-        path.display()
-    );
-    path
-}
-
 /// The report of a 2-hour simulated session (the hypertensive response) rendered by headless
-/// Chromium to `docs/screenshots/report.png`.
+/// Chromium to `report.png` (in `docs/screenshots` with `VITALWATCH_UPDATE_SCREENSHOTS=1`).
 #[test]
 fn report_of_a_two_hour_session_renders_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -500,44 +486,5 @@ fn report_of_a_two_hour_session_renders_in_chromium() {
     assert_self_contained(&html);
     assert!(html.contains("Session KAP-0107"));
 
-    let chromium = chromium();
-    let png = dir.path().join("report.png");
-    let profile = tempfile::tempdir().unwrap();
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1200,1950")
-        .arg(format!("file://{}", report.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "the screenshot is a PNG"
-    );
-    // Width and height from the IHDR chunk.
-    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
-    assert_eq!((width, height), (1200, 1950));
-    assert!(bytes.len() > 50_000, "a real rendering, not a blank page");
-    let screenshots = repo_root().join("docs/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    std::fs::copy(&png, screenshots.join("report.png")).unwrap();
+    common::chromium::screenshot(&report, (1200, 1950), "report.png");
 }

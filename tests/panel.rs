@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::chromium::{chromium, screenshots_dir};
 use common::{Daemon, repo_root, require_tool, simulated_config};
 use serde_json::{Value, json};
 
@@ -33,18 +34,6 @@ fn one_case() -> MutexGuard<'static, ()> {
 const CASE_TIMEOUT: Duration = Duration::from_secs(180);
 
 const TOKEN: &str = "chair-3-station-token-0001";
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("VITALWATCH_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "chromium is not installed at {}: run scripts/test, which installs it",
-        path.display()
-    );
-    path
-}
 
 fn panel_dir() -> PathBuf {
     let dir = repo_root().join("tests/panel");
@@ -73,10 +62,7 @@ fn run_case(
         .current_dir(&dir)
         .env("VITALWATCH_URL", &daemon.base)
         .env("VITALWATCH_CHROMIUM", &chromium)
-        .env(
-            "VITALWATCH_SCREENSHOTS",
-            repo_root().join("docs/screenshots"),
-        )
+        .env("VITALWATCH_SCREENSHOTS", screenshots_dir())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -136,7 +136,7 @@ fn value(series: &Value) -> &str {
 async fn a_real_prometheus_evaluates_every_alert_rule_and_dashboard_query_on_the_daemon() {
     require_tool("promtool");
     require_tool("prometheus");
-    let chromium = chromium();
+    common::chromium::chromium(); // fails now, not after the run, when it is missing
     let profiles = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&daemon_config(profiles.path()), &["--speed", "60"]);
     let prometheus = Prometheus::start(&prometheus_config(&daemon)).await;
@@ -320,7 +320,7 @@ async fn a_real_prometheus_evaluates_every_alert_rule_and_dashboard_query_on_the
 
     dashboard_queries_give_data(&prometheus).await;
     eprintln!("dashboard queries checked after {:?}", started.elapsed());
-    screenshot_dashboard(&prometheus, &chromium, (scrapes_from, unix_now())).await;
+    screenshot_dashboard(&prometheus, (scrapes_from, unix_now())).await;
     eprintln!("done after {:?}", started.elapsed());
 }
 
@@ -403,28 +403,12 @@ async fn dashboard_queries_give_data(prometheus: &Prometheus) {
     );
 }
 
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("VITALWATCH_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "chromium is not installed at {}: run scripts/test, which installs it",
-        path.display()
-    );
-    path
-}
-
 /// The picture of the dashboard in the README, `docs/screenshots/dashboard.png`: drawn by this
 /// test from the dashboard's JSON (its layout, titles, units, mappings, queries), with the
 /// data of a real Prometheus scraping the real daemon, then photographed by headless Chromium.
 /// It is not a Grafana screenshot (Grafana is not packaged in Debian): see
 /// `tests/common/dashboard.rs` for what the drawing keeps of Grafana's.
-async fn screenshot_dashboard(
-    prometheus: &Prometheus,
-    chromium: &std::path::Path,
-    range: (f64, f64),
-) {
+async fn screenshot_dashboard(prometheus: &Prometheus, range: (f64, f64)) {
     let dashboard = dashboard::load();
     let note = "Drawn by tests/prometheus.rs from config/grafana/dashboards/vitalwatch-clinic.json, \
                 with data from a real Prometheus scraping the real daemon (not by Grafana). \
@@ -442,45 +426,12 @@ async fn screenshot_dashboard(
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("dashboard.html");
     std::fs::write(&page, &html).unwrap();
-    let png = dir.path().join("dashboard.png");
-    let profile = tempfile::tempdir().unwrap();
     let height = dashboard::page_height(&dashboard);
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("--window-size={},{height}", dashboard::PAGE_WIDTH))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    common::chromium::screenshot(
+        &page,
+        (dashboard::PAGE_WIDTH as u32, height),
+        "dashboard.png",
     );
-    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "the screenshot is a PNG"
-    );
-    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-    let png_height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
-    assert_eq!((width, png_height), (dashboard::PAGE_WIDTH as u32, height));
-    assert!(bytes.len() > 50_000, "a real rendering, not a blank page");
-    let screenshots = repo_root().join("docs/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    std::fs::copy(&png, screenshots.join("dashboard.png")).unwrap();
     // Kept for a look when run by hand.
     std::fs::copy(
         &page,

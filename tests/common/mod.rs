@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod chromium;
 pub mod custom_harness;
 pub mod dashboard;
 pub mod frames;
