@@ -14,7 +14,8 @@
 //!   on a real tmpfs), not repeated here;
 //! - stalled sinks: an event-stream client that never reads, and the database locked by
 //!   another process;
-//! - megabytes of random bytes on a serial port;
+//! - megabytes of random bytes on a serial port: a checksummed protocol (DF2) decodes none of
+//!   them, one without a checksum (DF8) only into flagged readings that raise no alarm;
 //! - a restart with the wall clock an hour behind the session's last record (libfaketime).
 //!
 //! All run at real speed (no `--speed`): the faults' own timings are real time (the serial
@@ -1141,6 +1142,132 @@ async fn sixteen_megabytes_of_random_bytes_on_a_serial_port_raise_decode_errors_
     daemon.set_phase("ended").await;
     tokio::time::sleep(secs(0.5)).await;
     assert_recorded_steadily(&setup.store(), "KAP-FLOOD-1", secs(1.0) + SLACK, &[]);
+}
+
+/// A smaller, paced flood for DF8: without a checksum, about one frame in 50 of noise decodes
+/// into (flagged) readings, and every one must reach the engine and the test's client (no
+/// ring drop, no lagged stream) for the test to judge them all: 4 KiB every 50 ms.
+const CHECKSUMLESS_FLOOD: usize = 512 << 10;
+const CHECKSUMLESS_FLOOD_PACE: Duration = Duration::from_millis(50);
+
+#[tokio::test]
+async fn random_bytes_on_a_port_without_checksums_never_become_a_trusted_reading_or_a_physiological_alarm()
+ {
+    let setup = Setup::new();
+    let mut device = FakeDevice::plug(&setup.port);
+    // Nonin DF8: 4-byte frames without a checksum (protocols.md §5.6), so random bytes often
+    // frame; the decoder flags what follows skipped bytes until clean frames prove themselves.
+    let daemon = Daemon::start(&setup.config(1.0, &setup.serial("dev1", "nonin-df8")), &[]);
+    wait_link(&daemon, "dev1", "connected").await;
+    let mut watch = Watch::open(&daemon).await;
+    daemon.start_session("KAP-FLOOD-8").await;
+    daemon.set_phase("infusion").await;
+    watch
+        .send_until_read(
+            &mut device,
+            &df8(72, 97),
+            ("dev1", "spo2", 97.0),
+            secs(5.0),
+            "before the flood",
+        )
+        .await;
+    // The rest of the last good frame (its pulse reading) is not the flood's.
+    watch.pump(secs(0.5), |_| {}).await;
+
+    let flood = random_bytes(CHECKSUMLESS_FLOOD, 0x2545_F491_4F6C_DD1D);
+    let writer = std::thread::spawn(move || {
+        for chunk in flood.chunks(4096) {
+            device.send_within(chunk, secs(10.0));
+            std::thread::sleep(CHECKSUMLESS_FLOOD_PACE);
+        }
+        device
+    });
+    let is_dev1_reading = |e: &SseEvent| e.name == "reading" && e.data["device"] == "dev1";
+    let trusted = |e: &SseEvent| {
+        e.data["quality"]
+            .as_array()
+            .is_some_and(|flags| flags.is_empty())
+    };
+    let is_dev1_physiological = |e: &SseEvent| {
+        e.name == "alarm"
+            && e.data["alarm"]["device"] == "dev1"
+            && e.data["alarm"]["kind"] == "physiological"
+    };
+    let (mut flagged, mut trusted_garbage, mut physiological) = (0usize, Vec::new(), Vec::new());
+    let mut judge = |e: &SseEvent| {
+        if is_dev1_reading(e) {
+            if trusted(e) {
+                trusted_garbage.push(e.data.clone());
+            } else {
+                flagged += 1;
+            }
+        }
+        if is_dev1_physiological(e) {
+            physiological.push(e.data.clone());
+        }
+    };
+    let started = Instant::now();
+    while !writer.is_finished() {
+        watch.pump(secs(0.2), &mut judge).await;
+        assert!(started.elapsed() < secs(60.0), "the flood takes too long");
+    }
+    let mut device = writer.join().expect("the flood's writer");
+    watch.pump(secs(0.5), &mut judge).await;
+    assert!(
+        flagged > 0,
+        "the noise framed into no reading at all: this test proves nothing"
+    );
+    assert!(
+        trusted_garbage.is_empty(),
+        "random bytes became trusted readings: {trusted_garbage:?}"
+    );
+    assert!(
+        physiological.is_empty(),
+        "random bytes raised physiological alarms: {physiological:?}"
+    );
+
+    // Valid frames are trusted again once they proved themselves.
+    let end = Instant::now() + secs(15.0);
+    let mut trusted_again = false;
+    let mut flagged_valid = 0;
+    while !trusted_again {
+        device.send(&df8(73, 98));
+        watch
+            .pump(secs(0.1), |e| {
+                if is_dev1_reading(e) && reading_of(e, "dev1", "spo2") == Some(98.0) {
+                    if trusted(e) {
+                        trusted_again = true;
+                    } else {
+                        flagged_valid += 1;
+                    }
+                }
+            })
+            .await;
+        assert!(
+            Instant::now() < end,
+            "valid frames after the flood were never trusted again ({flagged_valid} flagged)"
+        );
+    }
+    let status = daemon.get_json("/api/v1/status").await;
+    let dev1 = status["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == "dev1"))
+        .cloned()
+        .unwrap_or_default();
+    eprintln!(
+        "{} KiB of noise on DF8 in {:.1} s: {flagged} flagged readings, none trusted; \
+         valid frames flagged {flagged_valid} times before trusted; {} decode errors",
+        CHECKSUMLESS_FLOOD >> 10,
+        started.elapsed().as_secs_f64(),
+        dev1["decode_errors"]
+    );
+    assert_eq!(
+        dev1["ring_dropped"], 0,
+        "readings were dropped, so not all were judged: {dev1:#}"
+    );
+    watch
+        .steady
+        .assert_within(secs(1.0) + SLACK, "during the flood");
 }
 
 // ---------------------------------------------------------------------------------------------
