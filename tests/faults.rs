@@ -129,26 +129,6 @@ fn event_time(event: &SseEvent) -> Option<DateTime<Utc>> {
     event.data["time"].as_str()?.parse().ok()
 }
 
-/// Waits until the status API shows `device`'s link in `state`.
-async fn wait_link(daemon: &Daemon, device: &str, state: &str) {
-    let end = Instant::now() + secs(20.0);
-    loop {
-        let status = daemon.get_json("/api/v1/status").await;
-        let link = status["devices"]
-            .as_array()
-            .and_then(|devices| devices.iter().find(|d| d["id"] == device))
-            .map(|d| d["link"].clone());
-        if link.as_ref().and_then(|l| l.as_str()) == Some(state) {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{device} never became {state}: {status:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The daemon's resident memory (KiB), from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
@@ -359,7 +339,7 @@ async fn a_serial_oximeter_unplugged_and_replugged_again_and_again_alarms_and_re
     let setup = Setup::new();
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = Daemon::start(&setup.config(1.0, &setup.serial("dev1", "nonin-df8")), &[]);
-    wait_link(&daemon, "dev1", "connected").await;
+    daemon.wait_link("dev1", "connected", secs(20.0)).await;
     let mut watch = Watch::open(&daemon).await;
     daemon.start_session("KAP-UNPLUG-1").await;
 
@@ -1042,7 +1022,7 @@ async fn sixteen_megabytes_of_random_bytes_on_a_serial_port_raise_decode_errors_
         ),
         &[],
     );
-    wait_link(&daemon, "dev1", "connected").await;
+    daemon.wait_link("dev1", "connected", secs(20.0)).await;
     let mut watch = Watch::open(&daemon).await;
     daemon.start_session("KAP-FLOOD-1").await;
     watch
@@ -1113,12 +1093,7 @@ async fn sixteen_megabytes_of_random_bytes_on_a_serial_port_raise_decode_errors_
             "after the flood: valid packets decoded {decoded}, decode_errors ended {ended}"
         );
     }
-    let status = daemon.get_json("/api/v1/status").await;
-    let dev1 = status["devices"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["id"] == "dev1"))
-        .cloned()
-        .unwrap_or_default();
+    let dev1 = daemon.device_status("dev1").await;
     eprintln!(
         "{} MiB of garbage in {:.1} s: {} decode errors, {} ring drops; RSS {rss_before} -> max {max_rss} KiB",
         FLOOD >> 20,
@@ -1158,7 +1133,7 @@ async fn random_bytes_on_a_port_without_checksums_never_become_a_trusted_reading
     // Nonin DF8: 4-byte frames without a checksum (protocols.md §5.6), so random bytes often
     // frame; the decoder flags what follows skipped bytes until clean frames prove themselves.
     let daemon = Daemon::start(&setup.config(1.0, &setup.serial("dev1", "nonin-df8")), &[]);
-    wait_link(&daemon, "dev1", "connected").await;
+    daemon.wait_link("dev1", "connected", secs(20.0)).await;
     let mut watch = Watch::open(&daemon).await;
     daemon.start_session("KAP-FLOOD-8").await;
     daemon.set_phase("infusion").await;
@@ -1248,12 +1223,7 @@ async fn random_bytes_on_a_port_without_checksums_never_become_a_trusted_reading
             "valid frames after the flood were never trusted again ({flagged_valid} flagged)"
         );
     }
-    let status = daemon.get_json("/api/v1/status").await;
-    let dev1 = status["devices"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["id"] == "dev1"))
-        .cloned()
-        .unwrap_or_default();
+    let dev1 = daemon.device_status("dev1").await;
     eprintln!(
         "{} KiB of noise on DF8 in {:.1} s: {flagged} flagged readings, none trusted; \
          valid frames flagged {flagged_valid} times before trusted; {} decode errors",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::frames::df2_packet;
 use common::pty::FakeDevice;
 use common::{Daemon, SseEvent};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A daemon reading one serial device `profile` at the symlink `port`; extra config lines
 /// (tokens, a profile dir) before the device.
@@ -29,26 +29,6 @@ fn daemon_with(port: &Path, profile: &str, extra: &str) -> Daemon {
 
 fn deadline(seconds: u64) -> Instant {
     Instant::now() + Duration::from_secs(seconds)
-}
-
-/// Waits until the status API shows dev1's link in `state`.
-async fn wait_link(daemon: &Daemon, state: &str) {
-    let end = deadline(30);
-    loop {
-        let status = daemon.get_json("/api/v1/status").await;
-        let link = status["devices"]
-            .as_array()
-            .and_then(|devices| devices.iter().find(|d| d["id"] == "dev1"))
-            .map(|d| d["link"].clone());
-        if link == Some(Value::from(state)) {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "dev1 never became {state}: {status:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn reading_of(event: &SseEvent, vital: &str) -> Option<f64> {
@@ -80,14 +60,7 @@ async fn send_until(
 
 /// Checks `/api/v1/status` shows the serial device connected with these latest values.
 async fn assert_status(daemon: &Daemon, expected: &[(&str, f64)]) {
-    let status = daemon.get_json("/api/v1/status").await;
-    let device = status["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == "dev1")
-        .expect("dev1 in status")
-        .clone();
+    let device = daemon.device_status("dev1").await;
     assert_eq!(device["link"], "connected", "{device:#}");
     for (vital, value) in expected {
         assert_eq!(
@@ -115,7 +88,9 @@ async fn nonin_df8_frames_become_readings_and_the_format_is_selected_on_connect(
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = daemon_with(&setup.port, "nonin-df8", "");
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     // The profile's on-connect command selects Data Format #8.
     let sent = device.received(Duration::from_millis(500));
     assert_eq!(sent, [0x02, 0x70, 0x02, 0x02, 0x08, 0x03]);
@@ -134,7 +109,9 @@ async fn nonin_df2_packets_become_readings() {
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = daemon_with(&setup.port, "nonin-df2", "");
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     // One 25-frame DF2 packet carrying HR 72 and SpO2 97.
     let packet = df2_packet(72, 97);
     send_until(&mut device, &mut events, &packet, |e| {
@@ -167,7 +144,9 @@ async fn contec_v7_is_started_and_kept_alive_and_its_live_packets_become_reading
         &format!("[profiles]\ndir = \"{}\"\n", profiles.display()),
     );
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     let sent = device.received(Duration::from_millis(1500));
     let start = [0x7D, 0x81, 0xA1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
     let keep_alive = [0x7D, 0x81, 0xAF, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
@@ -197,7 +176,9 @@ async fn contec_legacy_frames_become_readings() {
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = daemon_with(&setup.port, "contec-cms50d-legacy", "");
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     // Signal 5, pleth 50, bargraph 6, PR 72, SpO2 97 (protocols.md §6.1 layout).
     let frame = [0x85, 0x32, 0x06, 0x48, 0x61];
     send_until(&mut device, &mut events, &frame, |e| {
@@ -213,7 +194,9 @@ async fn masimo_ascii1_lines_become_readings_by_tag() {
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = daemon_with(&setup.port, "masimo-rad8-ascii1", "");
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     let line = b"11/25/26 19:00:00 SN=0000093112 SPO2=096% BPM=071 PI=04.50% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n";
     send_until(&mut device, &mut events, line, |e| {
         reading_of(e, "perfusion_index") == Some(4.5)
@@ -236,7 +219,9 @@ async fn a_generic_line_profile_reads_a_text_printing_bp_monitor() {
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = daemon_with(&setup.port, "generic-line-bp", "");
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     send_until(
         &mut device,
         &mut events,
@@ -265,7 +250,9 @@ async fn unplugging_raises_the_link_lost_alarm_and_a_new_device_at_the_same_path
     let daemon = daemon_with(&setup.port, "nonin-df8", simulated);
     let mut events = daemon.events().await;
     daemon.start_session("KAP-SERIAL-1").await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     let frame = [0x80, 0x48, 0x61, 0x00];
     send_until(&mut device, &mut events, &frame, |e| {
         reading_of(e, "spo2") == Some(97.0)
@@ -298,19 +285,14 @@ async fn unplugging_raises_the_link_lost_alarm_and_a_new_device_at_the_same_path
         .expect("the simulated oximeter keeps reporting while the serial port is gone");
 
     assert_eq!(alarm.data["alarm"]["device"], "dev1");
-    let status = daemon.get_json("/api/v1/status").await;
-    let dev = status["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == "dev1")
-        .unwrap()
-        .clone();
+    let dev = daemon.device_status("dev1").await;
     assert_eq!(dev["link"], "lost", "{dev:#}");
 
     // A new device appears at the same path: the driver finds it by itself.
     let mut device = FakeDevice::plug(&setup.port);
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     let mut ended = false;
     let frame = [0x80, 0x49, 0x62, 0x00]; // HR 73, SpO2 98
     send_until(&mut device, &mut events, &frame, |e| {
@@ -330,7 +312,9 @@ async fn garbage_between_frames_is_counted_and_every_valid_frame_still_decodes()
     let mut device = FakeDevice::plug(&setup.port);
     let daemon = daemon_with(&setup.port, "nonin-df8", "");
     let mut events = daemon.events().await;
-    wait_link(&daemon, "connected").await;
+    daemon
+        .wait_link("dev1", "connected", Duration::from_secs(30))
+        .await;
     device.received(Duration::from_millis(300)); // the on-connect command
     // 20 DF8 frames with SpO2 80..99, each followed by garbage that cannot start a frame
     // (bit 7 clear), then one clean frame to flush the last garbage run.
@@ -367,13 +351,6 @@ async fn garbage_between_frames_is_counted_and_every_valid_frame_still_decodes()
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert_eq!(errors, 20.0, "one decode error per garbage run:\n{metrics}");
-    let status = daemon.get_json("/api/v1/status").await;
-    let dev = status["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == "dev1")
-        .unwrap()
-        .clone();
+    let dev = daemon.device_status("dev1").await;
     assert_eq!(dev["decode_errors"], json!(20), "{dev:#}");
 }

@@ -169,6 +169,27 @@ impl Daemon {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Device `id`'s entry in `/api/v1/status` now (`Null` when it has none).
+    pub async fn device_status(&self, id: &str) -> Value {
+        device_in(&self.get_json("/api/v1/status").await, id).clone()
+    }
+
+    /// Waits until the status API shows `device`'s link in `state`; fails after `within`.
+    pub async fn wait_link(&self, device: &str, state: &str, within: Duration) {
+        let end = Instant::now() + within;
+        loop {
+            let status = self.get_json("/api/v1/status").await;
+            if device_in(&status, device)["link"] == state {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{device} never became {state}: {status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         reqwest::get(self.url(path))
             .await
@@ -306,6 +327,14 @@ pub fn simulated_config(scenario: &str, extra_device_lines: &str) -> String {
         "[[device]]\nid = \"ox1\"\nprofile = \"simulated-oximeter\"\nscenario = \"{scenario}\"\n{extra_device_lines}\n\
          [[device]]\nid = \"cuff1\"\nprofile = \"simulated-bp-cuff\"\nscenario = \"{scenario}\"\ninterval_s = 300\n"
     )
+}
+
+/// Device `id`'s entry in a `/api/v1/status` answer (`Null` when it has none).
+pub fn device_in<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["devices"]
+        .as_array()
+        .and_then(|devices| devices.iter().find(|d| d["id"] == id))
+        .unwrap_or(&Value::Null)
 }
 
 /// The repository's root.
