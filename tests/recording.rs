@@ -27,7 +27,22 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
     let daemon = Daemon::start(&config(&database, "typical-infusion"), &["--speed", "20"]);
     let mut events = daemon.events().await;
     daemon.start_session("KAP-CRASH-1").await;
+    // A baseline phase with oximeter readings (20 a second at this speed).
+    events
+        .until(
+            deadline(10),
+            |_| {},
+            |e| e.name == "reading" && e.data["vital"] == "spo2",
+        )
+        .await
+        .expect("baseline readings");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     daemon.set_phase("infusion").await;
+    let before = daemon.get_json("/api/v1/status").await["session"].clone();
+    assert!(
+        before["baseline"]["spo2"].is_number(),
+        "a baseline to keep: {before:#}"
+    );
 
     // Watch readings for a random 2 to 5 s of the infusion, remembering when each was seen.
     let run_for = Duration::from_millis(2000 + (std::process::id() as u64 * 7919) % 3000);
@@ -75,6 +90,16 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
     let status = daemon.get_json("/api/v1/status").await;
     assert_eq!(status["session"]["id"], "KAP-CRASH-1", "{status:#}");
     assert_eq!(status["session"]["phase"], "infusion");
+    // What the rules judge against, and the infusion's start, as before the crash.
+    assert_eq!(status["session"]["baseline"], before["baseline"]);
+    let micros = |session: &serde_json::Value| {
+        session["infusion_started"]
+            .as_str()
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .map(|t| t.timestamp_micros()) // the store keeps microseconds
+    };
+    assert!(micros(&before).is_some(), "{before:#}");
+    assert_eq!(micros(&status["session"]), micros(&before));
     let mut events = daemon.events().await;
     events
         .until(deadline(20), |_| {}, |e| e.name == "reading")

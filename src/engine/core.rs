@@ -526,10 +526,8 @@ impl Engine {
             }
 
             let Some(phase) = self.phase else { continue };
-            if let (Phase::Baseline, Some(value)) = (phase, clinical)
-                && self.baseline_samples[vital].len() < BASELINE_SAMPLES_MAX
-            {
-                self.baseline_samples[vital].push(value);
+            if let (Phase::Baseline, Some(value)) = (phase, clinical) {
+                self.add_baseline_sample(reading.vital, value);
             }
             for &rule_index in &self.rules_by_vital[vital] {
                 let rule = &self.rules[rule_index];
@@ -730,6 +728,40 @@ impl Engine {
         }
     }
 
+    fn add_baseline_sample(&mut self, vital: Vital, value: f64) {
+        let samples = &mut self.baseline_samples[vital as usize];
+        if samples.len() < BASELINE_SAMPLES_MAX {
+            samples.push(value);
+        }
+    }
+
+    /// The baseline phase is over: each vital's baseline is the median of its samples.
+    fn settle_baseline(&mut self) {
+        for (vital, samples) in self.baseline_samples.iter_mut().enumerate() {
+            self.baseline[vital] = median(samples);
+        }
+    }
+
+    /// Resumes a session after the daemon restarted: in `phase`, with the clinical values its
+    /// baseline phase recorded (`baseline`, in the order received), so that the baseline is
+    /// what it was before the restart (or, still in the baseline phase, goes on from them) and
+    /// the rules relative to it stay armed.
+    pub fn resume_session(
+        &mut self,
+        phase: Phase,
+        baseline: impl IntoIterator<Item = (Vital, f64)>,
+        now: Mono,
+    ) -> Vec<AlarmTransition> {
+        let out = self.set_phase(Some(phase), now);
+        for (vital, value) in baseline {
+            self.add_baseline_sample(vital, value);
+        }
+        if phase != Phase::Baseline {
+            self.settle_baseline();
+        }
+        out
+    }
+
     /// Moves to a session phase (`None`: no active session). Rules that the new phase disarms
     /// end their alarms and forget their pending conditions; advice follows the phase.
     pub fn set_phase(&mut self, phase: Option<Phase>, now: Mono) -> Vec<AlarmTransition> {
@@ -745,9 +777,7 @@ impl Engine {
             }
         }
         if previous == Some(Phase::Baseline) && phase != Some(Phase::Baseline) {
-            for (vital, samples) in self.baseline_samples.iter_mut().enumerate() {
-                self.baseline[vital] = median(samples);
-            }
+            self.settle_baseline();
         }
         self.phase = phase;
         if previous != phase {

@@ -363,8 +363,8 @@ impl EngineTask {
             started_utc: open.started,
             phase_since: now,
             phase_since_utc: open.phase_since,
-            infusion_started_utc: (open.phase == Phase::Infusion).then_some(open.phase_since),
-            infusion_stopped_utc: None,
+            infusion_started_utc: open.infusion().0,
+            infusion_stopped_utc: open.infusion().1,
         });
         let why = match self.clock.behind_record() {
             // The system clock read earlier than the last record (stepped back while the
@@ -396,7 +396,7 @@ impl EngineTask {
             to: utc,
             why,
         });
-        let transitions = self.engine.set_phase(Some(open.phase), now);
+        let transitions = self.engine.resume_session(open.phase, open.baseline, now);
         self.metrics.set_phase(Some(open.phase));
         self.publish_transitions(transitions);
     }

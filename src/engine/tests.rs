@@ -1514,6 +1514,42 @@ fn bp_rise_is_judged_against_the_median_of_the_baseline_cuff_readings() {
 }
 
 #[test]
+fn a_session_resumed_after_a_restart_keeps_its_baseline_and_bp_rise_stays_armed() {
+    // The daemon died during the infusion; the record had three baseline readings.
+    let recorded = [
+        (Vital::Systolic, 118.0),
+        (Vital::Diastolic, 76.0),
+        (Vital::Systolic, 122.0),
+        (Vital::Systolic, 120.0),
+    ];
+    let mut resumed = engine(pick(&["bp_rise"]), &[CUFF]);
+    assert_eq!(
+        seen(&resumed.resume_session(Phase::Infusion, recorded, t(0.0))),
+        []
+    );
+    assert_eq!(resumed.baseline(Vital::Systolic), Some(120.0));
+    assert_eq!(resumed.baseline(Vital::Diastolic), Some(76.0));
+    assert_eq!(seen(&cuff(&mut resumed, 156.0, 90.0, 60.0)), []);
+    assert_eq!(
+        seen(&cuff(&mut resumed, 157.0, 90.0, 300.0)),
+        [raised(Low, "bp_rise", 300.0)]
+    );
+
+    // Resumed still in the baseline phase, the baseline goes on from the recorded readings.
+    let mut in_baseline = engine(pick(&["bp_rise"]), &[CUFF]);
+    in_baseline.resume_session(Phase::Baseline, [(Vital::Systolic, 100.0)], t(0.0));
+    assert_eq!(
+        in_baseline.baseline(Vital::Systolic),
+        None,
+        "unknown until it ends"
+    );
+    cuff(&mut in_baseline, 110.0, 70.0, 60.0);
+    cuff(&mut in_baseline, 104.0, 70.0, 120.0);
+    in_baseline.set_phase(Some(Phase::Infusion), t(600.0));
+    assert_eq!(in_baseline.baseline(Vital::Systolic), Some(104.0));
+}
+
+#[test]
 fn without_baseline_readings_bp_rise_raises_nothing() {
     let mut engine = engine(pick(&["bp_rise"]), &[CUFF]);
     engine.set_phase(Some(Phase::Baseline), t(0.0));

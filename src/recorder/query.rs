@@ -57,6 +57,22 @@ pub struct OpenSession {
     /// The time of its latest record (reading, event, or a gap's end): where a gap for the
     /// downtime starts.
     pub last_record: DateTime<Utc>,
+    /// Its phases so far, in order.
+    pub phases: Vec<PhaseEntry>,
+    /// The clinical values (present, unflagged) recorded during its baseline phase, in the
+    /// order received: what the engine's baseline is the median of.
+    pub baseline: Vec<(Vital, f64)>,
+}
+
+impl OpenSession {
+    /// When its infusion began and ended, as far as it has.
+    pub fn infusion(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let infusion = self.phases.iter().position(|p| p.phase == Phase::Infusion);
+        (
+            infusion.map(|i| self.phases[i].at),
+            infusion.and_then(|i| self.phases.get(i + 1)).map(|p| p.at),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,10 +209,17 @@ impl Store {
         else {
             return Ok(None);
         };
-        let phase = self
-            .phases(key)?
-            .pop()
+        let phases = self.phases(key)?;
+        let phase = phases
+            .last()
+            .cloned()
             .ok_or_else(|| self.corrupt(format!("open session {id} has no phase")))?;
+        let baseline = match phases.first() {
+            Some(first) if first.phase == Phase::Baseline => {
+                self.clinical_values(key, first.at, phases.get(1).map(|p| p.at))?
+            }
+            _ => Vec::new(),
+        };
         let last_reading: Option<i64> = self
             .conn
             .prepare_cached("SELECT max(received_us) FROM reading WHERE session_key = ?1")
@@ -224,7 +247,42 @@ impl Store {
             phase: phase.phase,
             phase_since: phase.at,
             last_record: self.time(last)?,
+            phases,
+            baseline,
         }))
+    }
+
+    /// The clinical values (present, unflagged) of session `key` received from `from` until
+    /// `to` (open-ended without), in the order received.
+    fn clinical_values(
+        &self,
+        key: i64,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(Vital, f64)>, StoreError> {
+        let err = |e| StoreError::from_sql(&self.path, "reading a session's baseline", e);
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT vital, value FROM reading WHERE session_key = ?1 AND received_us >= ?2 \
+                 AND received_us < ?3 AND quality = '' AND value IS NOT NULL \
+                 ORDER BY received_us, rowid",
+            )
+            .map_err(err)?
+            .query_map(
+                params![
+                    key,
+                    from.timestamp_micros(),
+                    to.map_or(i64::MAX, |t| t.timestamp_micros())
+                ],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, f64>(1)?)),
+            )
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|(vital, value)| Ok((self.parse("vital", &vital, |s| s.parse().ok())?, value)))
+            .collect()
     }
 
     /// Calls `each` with every reading of `session`, in the order received (readings received

@@ -630,6 +630,36 @@ fn an_unended_session_is_found_after_reopening_and_sessions_are_summarised() {
         store
             .write(&[
                 started("S2", at(10_000), "nurse-c"),
+                // The baseline phase's clinical values: these two, not the flagged one, the
+                // one without a value, nor any of the infusion.
+                spo2("S2", 98.0, at(10_100)),
+                Record::Reading(reading(
+                    "S2",
+                    "ox1",
+                    Vital::Spo2,
+                    Some(70.0),
+                    Quality::ARTEFACT,
+                    None,
+                    at(10_200),
+                )),
+                Record::Reading(reading(
+                    "S2",
+                    "cuff1",
+                    Vital::Systolic,
+                    None,
+                    Quality::GOOD,
+                    None,
+                    at(10_300),
+                )),
+                Record::Reading(reading(
+                    "S2",
+                    "cuff1",
+                    Vital::Systolic,
+                    Some(124.0),
+                    Quality::GOOD,
+                    None,
+                    at(10_400),
+                )),
                 phase("S2", Phase::Infusion, at(10_600), "nurse-c"),
                 a(at(10_650), 3, "raised", Priority::Medium),
                 spo2("S2", 97.0, at_us(10_700_000_123)),
@@ -649,8 +679,29 @@ fn an_unended_session_is_found_after_reopening_and_sessions_are_summarised() {
             phase: Phase::Infusion,
             phase_since: at(10_600),
             last_record: at_us(10_700_000_123),
+            phases: vec![
+                PhaseEntry {
+                    phase: Phase::Baseline,
+                    at: at(10_000),
+                    by: "nurse-c".into(),
+                },
+                PhaseEntry {
+                    phase: Phase::Infusion,
+                    at: at(10_600),
+                    by: "nurse-c".into(),
+                },
+            ],
+            baseline: vec![(Vital::Spo2, 98.0), (Vital::Systolic, 124.0)],
         }
     );
+    assert_eq!(open.infusion(), (Some(at(10_600)), None));
+    let mut in_recovery = open.clone();
+    in_recovery.phases.push(PhaseEntry {
+        phase: Phase::Recovery,
+        at: at(13_000),
+        by: "nurse-c".into(),
+    });
+    assert_eq!(in_recovery.infusion(), (Some(at(10_600)), Some(at(13_000))));
 
     // The restarted daemon resumes it. Its alarm ids start again: alarm 3 of this run is
     // another alarm than alarm 3 of the last one.
