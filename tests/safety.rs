@@ -1,5 +1,6 @@
 //! Traceability of the safety case: every test SAFETY.md names exists, so the hazard table
-//! cannot silently rot when a test is renamed or removed.
+//! cannot silently rot when a test is renamed or removed, and every hazard's mitigation has
+//! been removed once to watch a test fail (the table of those removals).
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +93,20 @@ fn missing(rows: &[Row], sources: &[(PathBuf, String)]) -> Vec<String> {
         .collect()
 }
 
+/// The lines of `markdown` under the heading `heading`, up to the next heading of its level.
+fn section<'a>(markdown: &'a str, heading: &str) -> &'a str {
+    let Some(start) = markdown.find(&format!("\n{heading}\n")) else {
+        panic!("no section `{heading}`");
+    };
+    let body = &markdown[start + heading.len() + 2..];
+    let level = heading.split(' ').next().unwrap_or("##");
+    body.find(&format!("\n{level} "))
+        .map_or(body, |end| &body[..end])
+}
+
+const HAZARD_TABLE: &str = "## Hazard table";
+const REMOVALS: &str = "## Mitigations removed to watch their tests fail";
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -103,16 +118,43 @@ fn repository_sources() -> Vec<(PathBuf, String)> {
 #[test]
 fn every_test_the_safety_case_names_exists() {
     let text = std::fs::read_to_string(root().join("SAFETY.md")).expect("SAFETY.md");
-    let rows = rows(&text);
+    let rows = rows(section(&text, HAZARD_TABLE));
     let found: Vec<&str> = rows.iter().map(|r| r.hazard.as_str()).collect();
     assert_eq!(found, HAZARDS, "the hazard table's rows");
     for row in &rows {
         assert!(!row.tests.is_empty(), "{} names no test", row.hazard);
     }
-    let missing = missing(&rows, &repository_sources());
+    let removals = rows_of_removals(&text);
+    let sources = repository_sources();
+    let missing: Vec<String> = missing(&rows, &sources)
+        .into_iter()
+        .chain(missing(&removals, &sources))
+        .collect();
     assert!(
         missing.is_empty(),
         "SAFETY.md names tests that do not exist (renamed or removed?): {missing:#?}"
+    );
+}
+
+fn rows_of_removals(text: &str) -> Vec<Row> {
+    rows(section(text, REMOVALS))
+}
+
+#[test]
+fn every_hazards_mitigation_was_removed_once_and_a_test_failed() {
+    let text = std::fs::read_to_string(root().join("SAFETY.md")).expect("SAFETY.md");
+    let removals = rows_of_removals(&text);
+    let untried: Vec<&str> = HAZARDS
+        .into_iter()
+        .filter(|hazard| {
+            !removals
+                .iter()
+                .any(|row| row.hazard == *hazard && !row.tests.is_empty())
+        })
+        .collect();
+    assert!(
+        untried.is_empty(),
+        "no mitigation of {untried:?} has been removed to watch a test fail"
     );
 }
 
