@@ -17,6 +17,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::acquire::decode::DecodeErrorKind;
 use crate::engine::{Alarm, AlarmKind, AlarmTransition, Priority};
 use crate::recorder::sink::Progress;
 use crate::vitals::{DeviceId, LinkState, Mono, Phase, Reading, Vital};
@@ -340,6 +341,11 @@ impl Metrics {
         self.readings.with_label_values(&label);
         self.ring_dropped.with_label_values(&label);
         self.reconnects.with_label_values(&label);
+        // Every kind at zero, so that `increase()` counts a device's first decode error.
+        for kind in DecodeErrorKind::ALL {
+            self.decode_errors
+                .with_label_values(&[device.as_str(), kind.as_str()]);
+        }
         self.ring_fill.with_label_values(&label).set(0.0);
         self.device_connected.with_label_values(&label).set(0);
         self.stale_after
@@ -555,6 +561,9 @@ mod tests {
         // Prometheus reads `inf` as +Inf.
         assert!(line("vitalwatch_reading_age_seconds{", "vital=\"spo2\"").ends_with(" inf"));
         assert!(line("vitalwatch_device_link_state{", "state=\"connecting\"").ends_with(" 1"));
+        // Its counters exist at zero, so that the first increase shows.
+        assert!(line("vitalwatch_decode_errors_total{", "kind=\"checksum\"").ends_with(" 0"));
+        assert!(line("vitalwatch_ring_dropped_total{", "device=\"ox1\"").ends_with(" 0"));
     }
 
     #[test]

@@ -95,6 +95,16 @@ pub enum DecodeErrorKind {
 }
 
 impl DecodeErrorKind {
+    pub const ALL: [DecodeErrorKind; 7] = [
+        DecodeErrorKind::Garbage,
+        DecodeErrorKind::Framing,
+        DecodeErrorKind::Checksum,
+        DecodeErrorKind::IncompletePacket,
+        DecodeErrorKind::Malformed,
+        DecodeErrorKind::Implausible,
+        DecodeErrorKind::TooLong,
+    ];
+
     /// The name used in logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
