@@ -102,6 +102,16 @@ impl Setup {
             .expect("busy timeout");
         conn
     }
+
+    /// Takes the database's write lock as another process would, and keeps it until the
+    /// connection is dropped (which rolls back); with when it was taken.
+    fn lock_database(&self) -> (rusqlite::Connection, DateTime<Utc>, Instant) {
+        let locker = self.connection();
+        locker
+            .execute_batch("BEGIN EXCLUSIVE")
+            .expect("BEGIN EXCLUSIVE");
+        (locker, Utc::now(), Instant::now())
+    }
 }
 
 fn secs(seconds: f64) -> Duration {
@@ -824,12 +834,7 @@ async fn a_database_locked_by_another_process_raises_recording_failure_and_what_
     watch.pump(secs(1.0), |_| {}).await;
 
     // Another process takes the database's write lock and keeps it.
-    let locker = setup.connection();
-    locker
-        .execute_batch("BEGIN EXCLUSIVE")
-        .expect("BEGIN EXCLUSIVE");
-    let locked_at = Utc::now();
-    let locked = Instant::now();
+    let (locker, locked_at, locked) = setup.lock_database();
     let mut alarms_while_locked = Vec::new();
     let mut note_alarm = |e: &SseEvent| {
         if e.name == "alarm" && e.data["alarm"]["rule"] == "spo2_critical" {
@@ -921,12 +926,7 @@ async fn commits_held_up_past_3_s_raise_recording_failure_before_the_writer_give
 
     // Another process holds the write lock for 4.5 s, less than the store's 5 s busy
     // timeout: the writer's commit does not fail, it waits, as on a disk that takes its time.
-    let locker = setup.connection();
-    locker
-        .execute_batch("BEGIN EXCLUSIVE")
-        .expect("BEGIN EXCLUSIVE");
-    let locked_at = Utc::now();
-    let locked = Instant::now();
+    let (locker, locked_at, locked) = setup.lock_database();
     let slow = watch
         .expect(
             secs(4.5),
