@@ -2,6 +2,8 @@
 //! and the views of session and status that the API returns. All times here are UTC.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -32,6 +34,39 @@ impl Event {
             Event::Session(_) => "session",
             Event::Link(_) => "link",
         }
+    }
+}
+
+/// An event as the engine publishes it to every subscriber, with its JSON made once for all of
+/// them: fifty event-stream clients need not serialise the same event fifty times.
+#[derive(Debug)]
+pub struct Published {
+    event: Event,
+    json: OnceLock<Result<String, String>>,
+}
+
+impl Published {
+    pub fn new(event: Event) -> Self {
+        Published {
+            event,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The event as JSON (made at the first call), or why it cannot be.
+    pub fn json(&self) -> Result<&str, &str> {
+        self.json
+            .get_or_init(|| serde_json::to_string(&self.event).map_err(|e| e.to_string()))
+            .as_deref()
+            .map_err(String::as_str)
+    }
+}
+
+impl Deref for Published {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
     }
 }
 
@@ -376,4 +411,27 @@ pub struct TrendSeries {
 pub struct Heartbeat {
     pub time: DateTime<Utc>,
     pub clock_speed: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_event_is_serialised_once_as_the_event_itself_would_be() {
+        let event = Event::Link(LinkEvent {
+            device: DeviceId::new("ox1"),
+            state: LinkState::Lost,
+            detail: Some("unplugged".into()),
+            time: DateTime::<Utc>::from_timestamp(1_795_000_000, 0).unwrap(),
+        });
+        let published = Published::new(event.clone());
+        let first = published.json().unwrap();
+        assert_eq!(first, serde_json::to_string(&event).unwrap());
+        assert!(
+            std::ptr::eq(first, published.json().unwrap()),
+            "made once, then shared"
+        );
+        assert_eq!(published.name(), "link");
+    }
 }

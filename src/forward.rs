@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::acquire::report::Backoff;
 use crate::engine::{AlarmId, Change};
-use crate::events::{AlarmEvent, AlarmView, Event};
+use crate::events::{AlarmEvent, AlarmView, Event, Published};
 
 /// Where and how alarms are forwarded (`[alertmanager]` in the config).
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +225,7 @@ fn annotations(alarm: &AlarmView) -> BTreeMap<String, String> {
 /// The forwarder's connections to the rest of the daemon.
 pub struct Links<S, A, R> {
     pub sink: S,
-    pub events: broadcast::Receiver<Arc<Event>>,
+    pub events: broadcast::Receiver<Arc<Published>>,
     /// The engine's active alarms now.
     pub active_alarms: A,
     /// Tells the engine that forwarding fails (`Some(why)`) or works again (`None`).
@@ -255,7 +255,7 @@ where
         tokio::select! {
             event = links.events.recv() => match event {
                 Ok(event) => {
-                    if let Event::Alarm(alarm) = &*event {
+                    if let Event::Alarm(alarm) = &**event {
                         forwarder.apply(alarm, (links.utc_now)());
                         // While failing, the backoff decides; otherwise post soon.
                         if failing.is_none() {

@@ -21,8 +21,8 @@ use super::trends::Trends;
 use crate::acquire::ring::RingConsumer;
 use crate::clock::Clock;
 use crate::events::{
-    AlarmEvent, AlarmView, DeviceView, Event, Heartbeat, LinkEvent, ReadingView, SessionChange,
-    SessionEvent, SessionView, StatusView, TrendsView,
+    AlarmEvent, AlarmView, DeviceView, Event, Heartbeat, LinkEvent, Published, ReadingView,
+    SessionChange, SessionEvent, SessionView, StatusView, TrendsView,
 };
 use crate::metrics::Metrics;
 use crate::recorder::sink::{Health, LostRecords, RecorderSink, records_of};
@@ -102,7 +102,7 @@ enum Command {
 #[derive(Clone)]
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<Published>>,
     clock: Clock,
     /// The daemon-clock time (ms) of the engine task's latest tick.
     last_tick_ms: Arc<AtomicU64>,
@@ -192,7 +192,7 @@ impl EngineHandle {
     }
 
     /// A new subscription to everything the engine publishes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.events.subscribe()
     }
 }
@@ -203,7 +203,7 @@ pub struct EngineTask {
     rings: Vec<RingConsumer>,
     wake: Arc<Notify>,
     commands: mpsc::Receiver<Command>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<Published>>,
     metrics: Metrics,
     clock: Clock,
     devices: HashMap<DeviceId, DeviceInfo>,
@@ -852,7 +852,7 @@ impl EngineTask {
             }
         }
         // No subscriber is fine: nobody is watching the stream right now.
-        let _ = self.events.send(Arc::new(event));
+        let _ = self.events.send(Arc::new(Published::new(event)));
     }
 }
 
@@ -1138,7 +1138,7 @@ mod tests {
 
         let mut published = Vec::new();
         while let Ok(event) = events.try_recv() {
-            if let Event::Session(session) = event.as_ref() {
+            if let Event::Session(session) = &**event {
                 published.push((session.change, session.note.clone()));
             }
         }

@@ -104,7 +104,7 @@ fn alarm_life() -> Vec<AlarmEvent> {
 
 struct Harness {
     sink: FakeSink,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<Published>>,
     reports: Arc<Mutex<Vec<Option<String>>>>,
     life: Vec<AlarmEvent>,
 }
@@ -154,7 +154,7 @@ fn start(active_at_start: Vec<AlarmView>) -> Harness {
 impl Harness {
     fn send(&self, index: usize) {
         let event = Event::Alarm(Box::new(self.life[index].clone()));
-        self.events.send(Arc::new(event)).ok();
+        self.events.send(Arc::new(Published::new(event))).ok();
     }
 
     fn reports(&self) -> Vec<Option<String>> {
@@ -274,7 +274,9 @@ async fn alarms_active_when_forwarding_starts_are_posted_and_stale_ones_resolved
     // A stream that lagged: the forwarder re-reads the active alarms (the same one here).
     for _ in 0..40 {
         h.events
-            .send(Arc::new(Event::Alarm(Box::new(h.life[1].clone()))))
+            .send(Arc::new(Published::new(Event::Alarm(Box::new(
+                h.life[1].clone(),
+            )))))
             .ok();
     }
     settle(Duration::from_millis(200)).await;

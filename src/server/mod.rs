@@ -39,7 +39,7 @@ use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
 use crate::config::NurseToken;
 use crate::engine::{AlarmId, CommandError, EngineHandle};
-use crate::events::{AlarmView, Event, RulesView, StatusView};
+use crate::events::{AlarmView, Published, RulesView, StatusView};
 use crate::vitals::Phase;
 
 /// Largest request body accepted: session commands and notes are small.
@@ -471,11 +471,11 @@ fn heartbeats(engine: EngineHandle) -> impl Stream<Item = Result<SseEvent, Infal
     })
 }
 
-fn sse_event(event: &Arc<Event>) -> SseEvent {
-    SseEvent::default()
-        .event(event.name())
-        .json_data(event.as_ref())
-        .unwrap_or_else(|e| SseEvent::default().event("error").data(e.to_string()))
+fn sse_event(event: &Published) -> SseEvent {
+    match event.json() {
+        Ok(json) => SseEvent::default().event(event.name()).data(json),
+        Err(why) => SseEvent::default().event("error").data(why),
+    }
 }
 
 #[cfg(test)]
