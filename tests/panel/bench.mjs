@@ -12,9 +12,11 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import zlib from 'node:zlib';
 
-const BIN = process.argv[2] || 'target/release/vitalwatch';
+const BIN = path.resolve(process.argv[2] || 'target/release/vitalwatch');
 const PANELS = Number(process.env.BENCH_PANELS || 50);
 const WINDOW_S = Number(process.env.BENCH_WINDOW_S || 20);
 const SPEED = process.env.BENCH_SPEED || '1';
@@ -24,7 +26,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 setTimeout(() => { console.error('bench: gave up after 180 s'); process.exit(2); }, 180000).unref();
 
 function startDaemon(speed) {
-  const child = spawn(BIN, ['run', '--listen', '127.0.0.1:0', '--speed', speed], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VITALWATCH_LOG: 'warn,vitalwatch::daemon=info' } });
+  // Each daemon in a directory of its own: the built-in config records to sessions.sqlite in
+  // the working directory, and two daemons cannot share one database.
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'vitalwatch-bench-'));
+  const child = spawn(BIN, ['run', '--listen', '127.0.0.1:0', '--speed', speed], { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VITALWATCH_LOG: 'warn,vitalwatch::daemon=info' } });
+  child.on('exit', () => fs.rmSync(cwd, { recursive: true, force: true }));
   return new Promise((resolve, reject) => {
     let buffer = '';
     child.stderr.on('data', (chunk) => {
