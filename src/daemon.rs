@@ -36,7 +36,9 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     // is earlier than what is already recorded.
     let recorder = open_recorder(&config.recording)?;
     let last_record = match &recorder {
-        Ok((_, _, Some(open))) => Some(open.last_record),
+        Ok(OpenedRecorder {
+            open: Some(open), ..
+        }) => Some(open.last_record),
         _ => None,
     };
     let clock = Clock::resuming(speed, last_record);
@@ -77,9 +79,9 @@ pub async fn run(config: Config, listen: SocketAddr, speed: f64) -> anyhow::Resu
     let rules = Arc::new(RulesView::of(&config.rules));
     let (mut engine, handle) = EngineTask::new(config.rules, devices, rings, wake, metrics, clock);
     let writer = match recorder {
-        Ok((sink, writer, open)) => {
-            engine.attach_recorder(sink, open);
-            Some(writer)
+        Ok(opened) => {
+            engine.attach_recorder(opened.sink, opened.highest_alarm_id, opened.open);
+            Some(opened.writer)
         }
         Err(why) => {
             engine.recorder_unavailable(why);
@@ -186,19 +188,17 @@ fn start_forwarder(
 /// recording-failure alarm); an error of the whole start only when another daemon is already
 /// recording into the same database, because two daemons on one record is a configuration
 /// mistake that must not run unnoticed.
-#[allow(clippy::type_complexity)]
-fn open_recorder(
-    recording: &RecordingConfig,
-) -> anyhow::Result<
-    Result<
-        (
-            RecorderSink,
-            std::thread::JoinHandle<()>,
-            Option<OpenSession>,
-        ),
-        String,
-    >,
-> {
+/// The recorder as the daemon starts it, and what the store says about earlier runs.
+struct OpenedRecorder {
+    sink: RecorderSink,
+    writer: std::thread::JoinHandle<()>,
+    /// The session a crash or restart left open.
+    open: Option<OpenSession>,
+    /// The highest alarm id recorded: this run's alarms are numbered after it.
+    highest_alarm_id: u64,
+}
+
+fn open_recorder(recording: &RecordingConfig) -> anyhow::Result<Result<OpenedRecorder, String>> {
     let mut store = match Store::open(&recording.database) {
         Ok(store) => store,
         Err(error @ StoreError::Locked { .. }) => {
@@ -223,9 +223,18 @@ fn open_recorder(
             None
         }
     };
+    let highest_alarm_id = store.highest_alarm_id().unwrap_or_else(|error| {
+        tracing::error!("cannot read the highest recorded alarm id: {error}");
+        0
+    });
     tracing::info!(database = %recording.database.display(), "recording sessions");
     match crate::recorder::sink::start(store) {
-        Ok((sink, writer)) => Ok(Ok((sink, writer, open))),
+        Ok((sink, writer)) => Ok(Ok(OpenedRecorder {
+            sink,
+            writer,
+            open,
+            highest_alarm_id,
+        })),
         Err(error) => Ok(Err(format!("cannot start the recorder thread: {error}"))),
     }
 }

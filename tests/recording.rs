@@ -127,6 +127,61 @@ async fn a_sigkill_during_the_infusion_loses_nothing_older_than_a_second_and_the
     );
 }
 
+/// The id of the alarm an event raised, if it raised one.
+fn raised_id(event: &common::SseEvent) -> Option<u64> {
+    (event.name == "alarm" && event.data["change"] == "raised")
+        .then(|| event.data["alarm"]["id"].as_u64())
+        .flatten()
+}
+
+#[tokio::test]
+async fn after_a_restart_alarms_are_numbered_after_the_last_runs_so_an_id_names_one_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("sessions.sqlite");
+    let start = || {
+        Daemon::start(
+            &config(&database, "hypertensive-response"),
+            &["--speed", "300"],
+        )
+    };
+    let daemon = start();
+    let mut events = daemon.events().await;
+    daemon.start_session("KAP-IDS-1").await;
+    daemon.set_phase("infusion").await;
+    let first = events
+        .until(deadline(60), |_| {}, |e| raised_id(e).is_some())
+        .await
+        .expect("an alarm in the first run");
+    let mut first_run: Vec<u64> = raised_id(&first).into_iter().collect();
+    // Some more of the run, then past the crash-loss window, so that what was seen is recorded.
+    let until = Instant::now() + Duration::from_millis(500);
+    while let Some(event) = events.next(until).await {
+        first_run.extend(raised_id(&event));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let highest = daemon.get_json("/api/v1/status").await["alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["id"].as_u64())
+        .chain(first_run)
+        .max()
+        .expect("alarm ids of the first run");
+    drop(daemon); // SIGKILL
+
+    let daemon = start();
+    let mut events = daemon.events().await;
+    let again = events
+        .until(deadline(60), |_| {}, |e| raised_id(e).is_some())
+        .await
+        .expect("an alarm in the resumed session");
+    assert!(
+        raised_id(&again) > Some(highest),
+        "the second run raised alarm {:?}, the first had gone up to {highest}",
+        raised_id(&again)
+    );
+}
+
 /// A small tmpfs of its own: a real disk that fills, and that `remount` makes bigger.
 struct SmallDisk {
     path: std::path::PathBuf,

@@ -742,6 +742,13 @@ impl Engine {
         }
     }
 
+    /// Numbers the alarms raised from now on after `highest` (the highest id an earlier run
+    /// recorded), so that an id never names two alarms: an acknowledgement sent for an alarm
+    /// of the run that died cannot reach another alarm of this one.
+    pub fn continue_alarm_ids_after(&mut self, highest: u64) {
+        self.next_alarm = self.next_alarm.max(highest.saturating_add(1));
+    }
+
     /// Resumes a session after the daemon restarted: in `phase`, with the clinical values its
     /// baseline phase recorded (`baseline`, in the order received), so that the baseline is
     /// what it was before the restart (or, still in the baseline phase, goes on from them) and

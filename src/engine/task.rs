@@ -344,9 +344,16 @@ impl EngineTask {
     }
 
     /// Runs until every `EngineHandle` is dropped.
-    /// Records sessions through `sink`. `open` is a session the store found unended (the
-    /// daemon stopped during it): the session goes on, with a gap for the time it was down.
-    pub fn attach_recorder(&mut self, sink: RecorderSink, open: Option<OpenSession>) {
+    /// Records sessions through `sink`, numbering alarms after `highest_alarm_id` (the highest
+    /// the store has recorded). `open` is a session the store found unended (the daemon
+    /// stopped during it): the session goes on, with a gap for the time it was down.
+    pub fn attach_recorder(
+        &mut self,
+        sink: RecorderSink,
+        highest_alarm_id: u64,
+        open: Option<OpenSession>,
+    ) {
+        self.engine.continue_alarm_ids_after(highest_alarm_id);
         self.metrics.watch_recorder(sink.progress.clone());
         self.recording.sink = Some(sink);
         let Some(open) = open else { return };
@@ -1051,7 +1058,7 @@ mod tests {
         let (sink, writer) = crate::recorder::sink::start(store).expect("recorder");
         let clock = Clock::starting_at(1.0, wall, Some(open.last_record));
         let (mut engine, handle) = task(&clock);
-        engine.attach_recorder(sink, Some(open));
+        engine.attach_recorder(sink, 0, Some(open));
         drop(engine);
         drop(handle);
         writer.join().expect("the writer flushes and stops");

@@ -277,6 +277,17 @@ fn spo2_fall_rule() -> Rule {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+fn alarms_are_numbered_after_the_highest_id_an_earlier_run_recorded() {
+    let mut engine = engine(pick(&["bp_high"]), &[CUFF]);
+    engine.continue_alarm_ids_after(41);
+    engine.continue_alarm_ids_after(7); // never backwards
+    engine.set_phase(Some(Phase::Infusion), t(0.0));
+    let out = cuff(&mut engine, 185.0, 95.0, 60.0);
+    assert_eq!(seen(&out), [raised(Medium, "bp_high", 60.0)]);
+    assert_eq!(out[0].alarm.id, AlarmId(42));
+}
+
+#[test]
 fn a_5_s_spo2_dip_below_90_raises_nothing() {
     let mut engine = engine(pick(&["spo2_low", "spo2_critical"]), &[OX]);
     assert_eq!(seen(&engine.set_phase(Some(Phase::Baseline), t(0.0))), []);

@@ -186,6 +186,17 @@ impl Store {
             .collect()
     }
 
+    /// The highest alarm id any run has recorded (0 for none): a new run numbers its alarms
+    /// after it, so that an id names one alarm in this database, never two.
+    pub fn highest_alarm_id(&self) -> Result<u64, StoreError> {
+        let highest: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(alarm_id), 0) FROM event WHERE kind = 'alarm'")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+            .map_err(|e| StoreError::from_sql(&self.path, "reading the highest alarm id", e))?;
+        Ok(u64::try_from(highest).unwrap_or(0))
+    }
+
     /// The session without an end, if there is one (there is at most one).
     pub fn open_session(&self) -> Result<Option<OpenSession>, StoreError> {
         let err = |e| StoreError::from_sql(&self.path, "finding the open session", e);
