@@ -127,8 +127,9 @@ impl ReadingRecord {
 pub struct AlarmRecord {
     pub session: SessionId,
     pub at: DateTime<Utc>,
-    /// The engine's alarm id. Unique only for one daemon run: the store keeps the run with it,
-    /// so two alarms with the same id before and after a restart stay apart.
+    /// The engine's alarm id. A run numbers its alarms after the highest recorded, but the
+    /// store keeps the run with it anyway, so alarms of databases written before that (ids
+    /// from 1 in every run) stay apart.
     pub alarm: u64,
     /// What happened, as on the event stream: `raised`, `escalated`, `condition_ended`,
     /// `condition_returned`, `acknowledged`, `audio_paused`, `audio_resumed`,
