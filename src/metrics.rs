@@ -60,6 +60,7 @@ pub struct Metrics {
     alarms_active: IntGaugeVec,
     session_active: IntGauge,
     session_phase: IntGaugeVec,
+    session_elapsed: Gauge,
     reading_age: GaugeVec,
     stale_after: GaugeVec,
     link_state: IntGaugeVec,
@@ -194,6 +195,11 @@ impl Metrics {
             "vitalwatch_session_active",
             "1 while a dosing session is active",
         )?;
+        let session_elapsed = Gauge::new(
+            "vitalwatch_session_elapsed_seconds",
+            "How long the active session has run, by the daemon's clock as reading ages are (NaN without one)",
+        )?;
+        session_elapsed.set(f64::NAN);
         let session_phase = IntGaugeVec::new(
             Opts::new(
                 "vitalwatch_session_phase",
@@ -277,6 +283,7 @@ impl Metrics {
             Box::new(alarms_active.clone()),
             Box::new(session_active.clone()),
             Box::new(session_phase.clone()),
+            Box::new(session_elapsed.clone()),
             Box::new(reading_age.clone()),
             Box::new(stale_after.clone()),
             Box::new(link_state.clone()),
@@ -319,6 +326,7 @@ impl Metrics {
             alarms_active,
             session_active,
             session_phase,
+            session_elapsed,
             reading_age,
             stale_after,
             link_state,
@@ -504,6 +512,12 @@ impl Metrics {
         self.recording_failing.set(i64::from(failing));
     }
 
+    /// How long the active session has run (`None` without one).
+    pub fn set_session_elapsed(&self, elapsed: Option<Duration>) {
+        self.session_elapsed
+            .set(elapsed.map_or(f64::NAN, |e| e.as_secs_f64()));
+    }
+
     pub fn set_phase(&self, phase: Option<Phase>) {
         let phase = phase.filter(|p| *p != Phase::Ended);
         self.session_active.set(i64::from(phase.is_some()));
@@ -537,6 +551,16 @@ mod tests {
 
     fn text(metrics: &Metrics) -> String {
         exposition(&metrics.registry()).unwrap().0
+    }
+
+    #[test]
+    fn the_session_elapsed_is_nan_without_a_session() {
+        let metrics = Metrics::new("chair-7").unwrap();
+        assert!(metrics.session_elapsed.get().is_nan());
+        metrics.set_session_elapsed(Some(Duration::from_millis(90_500)));
+        assert_eq!(metrics.session_elapsed.get(), 90.5);
+        metrics.set_session_elapsed(None);
+        assert!(metrics.session_elapsed.get().is_nan());
     }
 
     #[test]

@@ -442,6 +442,7 @@ impl EngineTask {
                     let transitions = self.engine.tick(now);
                     self.publish_transitions(transitions);
                     self.metrics.set_reading_ages(now);
+                    self.metrics.set_session_elapsed(self.session_elapsed(now));
                     let (lag, _) = self
                         .recording
                         .sink
@@ -754,6 +755,13 @@ impl EngineTask {
         }));
         self.publish_transitions(transitions);
         Ok(view)
+    }
+
+    /// How long the active session has run, by the daemon's clock (from its recorded start,
+    /// so a resumed session counts from when it began, not from the restart).
+    fn session_elapsed(&self, now: Mono) -> Option<Duration> {
+        let session = self.session.as_ref().filter(|s| s.is_active())?;
+        (self.clock.utc_at(now) - session.started_utc).to_std().ok()
     }
 
     fn session_view(&self, now: Mono) -> Option<SessionView> {
