@@ -42,7 +42,9 @@ impl Event {
 #[derive(Debug)]
 pub struct Published {
     event: Event,
-    json: OnceLock<Result<String, String>>,
+    /// Boxed: exactly its length, no spare capacity, as it is kept in the broadcast's backlog
+    /// as long as the event.
+    json: OnceLock<Result<Box<str>, String>>,
 }
 
 impl Published {
@@ -56,7 +58,11 @@ impl Published {
     /// The event as JSON (made at the first call), or why it cannot be.
     pub fn json(&self) -> Result<&str, &str> {
         self.json
-            .get_or_init(|| serde_json::to_string(&self.event).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                serde_json::to_string(&self.event)
+                    .map(String::into_boxed_str)
+                    .map_err(|e| e.to_string())
+            })
             .as_deref()
             .map_err(String::as_str)
     }
