@@ -776,7 +776,7 @@ async fn an_event_stream_client_that_never_reads_stalls_nothing_and_costs_the_da
         .assert_within(secs(0.1) + SLACK, "while a client stalled");
     // Memory: while the daemon could not send to the stalled client, the other one was sent
     // megabytes; keeping them for the stalled one would grow the daemon by as much. Its bound
-    // is the event broadcast's 4096 events (with their JSON), kept whether anyone lags or not,
+    // is the event broadcast's 2048 events (with their JSON), kept whether anyone lags or not,
     // full within the first second of this flood; what the daemon still grows by is the
     // allocator's churn under the flood (0.6 to 1.2 MB here), well under half of what is owed.
     assert!(
@@ -1124,10 +1124,11 @@ async fn sixteen_megabytes_of_random_bytes_on_a_serial_port_raise_decode_errors_
     assert_recorded_steadily(&setup.store(), "KAP-FLOOD-1", secs(1.0) + SLACK, &[]);
 }
 
-/// A smaller, paced flood for DF8: without a checksum, about one frame in 50 of noise decodes
-/// into (flagged) readings, and every one must reach the engine and the test's client (no
-/// ring drop, no lagged stream) for the test to judge them all: 4 KiB every 50 ms.
-const CHECKSUMLESS_FLOOD: usize = 512 << 10;
+/// A smaller, paced flood for DF8: without a checksum, much of the noise decodes into
+/// (flagged) readings, and every one must reach the engine and the test's client (no ring
+/// drop, no lagged stream) for the test to judge them all: 2 KiB every 50 ms.
+const CHECKSUMLESS_FLOOD: usize = 256 << 10;
+const CHECKSUMLESS_FLOOD_CHUNK: usize = 2 << 10;
 const CHECKSUMLESS_FLOOD_PACE: Duration = Duration::from_millis(50);
 
 #[tokio::test]
@@ -1156,7 +1157,7 @@ async fn random_bytes_on_a_port_without_checksums_never_become_a_trusted_reading
 
     let flood = random_bytes(CHECKSUMLESS_FLOOD, 0x2545_F491_4F6C_DD1D);
     let writer = std::thread::spawn(move || {
-        for chunk in flood.chunks(4096) {
+        for chunk in flood.chunks(CHECKSUMLESS_FLOOD_CHUNK) {
             device.send_within(chunk, secs(10.0));
             std::thread::sleep(CHECKSUMLESS_FLOOD_PACE);
         }
