@@ -346,7 +346,6 @@ impl EngineTask {
         )
     }
 
-    /// Runs until every `EngineHandle` is dropped.
     /// Records sessions through `sink`, numbering alarms after `highest_alarm_id` (the highest
     /// the store has recorded). `open` is a session the store found unended (the daemon
     /// stopped during it): the session goes on, with a gap for the time it was down.
@@ -422,6 +421,7 @@ impl EngineTask {
         self.report_recording();
     }
 
+    /// Runs until every `EngineHandle` is dropped.
     pub async fn run(mut self) {
         let mut period = self.clock.real(TICK).max(MIN_REAL_TICK);
         if let Some(watchdog) = &self.watchdog {
