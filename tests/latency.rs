@@ -208,26 +208,21 @@ async fn every_crossing_frame_written_to_a_serial_line_reaches_an_event_stream_c
     let mut floors = Vec::with_capacity(options.crossings * 2);
     let machine_from = harness::machine_cpu();
     for crossing in 0..options.crossings {
-        let written = Instant::now();
-        device.send(&CROSSING);
-        let at = alarm_event(&mut events, "raised")
-            .await
-            .map_err(|e| format!("crossing {crossing}: {e}"))?;
-        raised.push(at.saturating_duration_since(written));
-        tokio::time::sleep(options.gap).await;
-        // The floor under the same conditions, between the daemon's rounds.
-        floors.push(floor.round(&CROSSING)?);
-        tokio::time::sleep(options.gap).await;
-
-        let written = Instant::now();
-        device.send(&NORMAL);
-        let at = alarm_event(&mut events, "ended")
-            .await
-            .map_err(|e| format!("crossing {crossing}, back to normal: {e}"))?;
-        ended.push(at.saturating_duration_since(written));
-        tokio::time::sleep(options.gap).await;
-        floors.push(floor.round(&NORMAL)?);
-        tokio::time::sleep(options.gap).await;
+        for (frame, change, times) in [
+            (&CROSSING, "raised", &mut raised),
+            (&NORMAL, "ended", &mut ended),
+        ] {
+            let written = Instant::now();
+            device.send(frame);
+            let at = alarm_event(&mut events, change)
+                .await
+                .map_err(|e| format!("crossing {crossing}, waiting for `{change}`: {e}"))?;
+            times.push(at.saturating_duration_since(written));
+            tokio::time::sleep(options.gap).await;
+            // The floor under the same conditions, between the daemon's rounds.
+            floors.push(floor.round(frame)?);
+            tokio::time::sleep(options.gap).await;
+        }
     }
     let machine_to = harness::machine_cpu();
     let metrics = daemon.get_text("/metrics").await;
@@ -244,17 +239,7 @@ async fn every_crossing_frame_written_to_a_serial_line_reaches_an_event_stream_c
         write_to_sse_ended: Spread::of(&ended),
         daemon_histogram: harness::daemon_latency(&metrics),
     };
-    let text = markdown(&report);
-    println!("\n{text}");
-    if let Some(path) = &options.report {
-        let body = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        } else {
-            text
-        };
-        std::fs::write(path, body).map_err(|e| format!("write {}: {e}", path.display()))?;
-        println!("report written to {}", path.display());
-    }
+    harness::publish_report(&report, markdown(&report), options.report.as_deref())?;
     if report.write_to_sse_raised.p99_ms > options.max_p99_ms {
         return Err(format!(
             "p99 of write → `raised` at the client is {:.2} ms, over the bound of {} ms",

@@ -1316,17 +1316,7 @@ async fn soak_async(options: &Options) -> Result<(), String> {
         exit_status,
         rss_samples,
     };
-    let text = markdown(&report);
-    println!("\n{text}");
-    if let Some(path) = &options.report {
-        let body = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        } else {
-            text
-        };
-        std::fs::write(path, body).map_err(|e| format!("write {}: {e}", path.display()))?;
-        println!("report written to {}", path.display());
-    }
+    harness::publish_report(&report, markdown(&report), options.report.as_deref())?;
     if report.passed {
         Ok(())
     } else {

@@ -1,9 +1,11 @@
 //! What the test targets with `harness = false` (the soak and latency runs) share: their own
 //! options after `--`, while behaving like a libtest binary under plain `cargo test` (a test
 //! name filter, `--list`, libtest's flags accepted, a `test result:` line that `scripts/test`
-//! counts); percentiles; and the daemon's and the machine's CPU and memory from `/proc`.
+//! counts); percentiles; the daemon's and the machine's CPU and memory from `/proc`; and
+//! how a run's report is shown and kept.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -394,4 +396,24 @@ pub fn daemon_latency(text: &str) -> DaemonLatency {
         p50_at_most_ms: within(0.5),
         p99_at_most_ms: within(0.99),
     }
+}
+
+/// Prints a run's report (`markdown`) and writes it to `path` if asked: JSON (`report`
+/// serialised) when the path ends in `.json`, the markdown otherwise.
+pub fn publish_report(
+    report: &impl serde::Serialize,
+    markdown: String,
+    path: Option<&Path>,
+) -> Result<(), String> {
+    println!("\n{markdown}");
+    if let Some(path) = path {
+        let body = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::to_string_pretty(report).map_err(|e| e.to_string())?
+        } else {
+            markdown
+        };
+        std::fs::write(path, body).map_err(|e| format!("write {}: {e}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
 }
