@@ -365,6 +365,7 @@ impl EngineTask {
         // recording and the API's session view; one session at a time per daemon, so the
         // log's times say which.
         tracing::warn!(phase = %open.phase, "resuming the session the daemon was recording when it stopped");
+        let (infusion_started_utc, infusion_stopped_utc) = open.infusion();
         self.session = Some(Session {
             id: open.id.clone(),
             phase: open.phase,
@@ -372,8 +373,8 @@ impl EngineTask {
             started_utc: open.started,
             phase_since: now,
             phase_since_utc: open.phase_since,
-            infusion_started_utc: open.infusion().0,
-            infusion_stopped_utc: open.infusion().1,
+            infusion_started_utc,
+            infusion_stopped_utc,
         });
         let why = match self.clock.behind_record() {
             // The system clock read earlier than the last record (stepped back while the
